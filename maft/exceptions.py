@@ -1,0 +1,68 @@
+"""Domain errors. The API layer maps them to HTTP; nothing here knows about HTTP."""
+
+
+class MaftError(Exception):
+    """Base class of every domain error."""
+
+
+class UnknownTaskError(MaftError):
+    """A task name that is not in the registry."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown task {name!r}; known tasks: {', '.join(sorted(known))}")
+        self.name = name
+
+
+class InvalidTaskOptionError(MaftError):
+    """A task option (difficulty knob, dataset path) that cannot be used."""
+
+
+class InferenceError(MaftError):
+    """The inference server failed a request (reachable, but it answered with an error)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class InferenceUnavailableError(InferenceError):
+    """The inference server cannot be reached."""
+
+
+class InferenceTimeoutError(InferenceError):
+    """The inference server did not answer in time."""
+
+
+class AdapterNotFoundError(InferenceError):
+    """The inference server does not know (and cannot resolve) a lora_name."""
+
+    def __init__(self, lora_name: str, detail: str = "") -> None:
+        msg = f"adapter {lora_name!r} is not loadable by the inference server"
+        super().__init__(f"{msg}: {detail}" if detail else msg, status_code=404)
+        self.lora_name = lora_name
+
+
+class DebateFailedError(MaftError):
+    """A debate stopped part-way; `cause` is the inference error that stopped it."""
+
+    def __init__(self, cause: InferenceError, partial: list) -> None:  # type: ignore[type-arg]
+        super().__init__(str(cause))
+        self.cause = cause
+        self.partial = partial
+
+
+class SocietyError(MaftError):
+    """The society (set of adapters) cannot serve the request."""
+
+
+class NotFoundError(MaftError):
+    """A stored object does not exist."""
+
+    def __init__(self, kind: str, key: object) -> None:
+        super().__init__(f"{kind} {key} not found")
+        self.kind = kind
+        self.key = key
+
+
+class ConflictError(MaftError):
+    """The request conflicts with stored state (e.g. a run already in progress)."""

@@ -1,0 +1,125 @@
+"""Client of the inference service: vLLM's OpenAI-compatible HTTP API.
+
+Agents are chosen by `model = lora_name` (or the `base_model_name` for the base model).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from maft.exceptions import (
+    AdapterNotFoundError,
+    InferenceError,
+    InferenceTimeoutError,
+    InferenceUnavailableError,
+)
+from maft.tasks.base import Message
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling parameters of one chat completion; `extra` passes vLLM-specific fields."""
+
+    temperature: float = 1.0
+    top_p: float = 0.9
+    max_tokens: int = 512
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One chat completion's text and accounting."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None
+    latency_ms: float
+
+
+class ChatBackend(Protocol):
+    """Anything that answers a chat completion for a model name."""
+
+    async def chat(self, *, model: str, messages: list[Message], sampling: Sampling) -> Completion:
+        """One chat completion."""
+        ...
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500]
+    err = body.get("error", body) if isinstance(body, dict) else body
+    return str(err.get("message", err) if isinstance(err, dict) else err)[:500]
+
+
+class InferenceClient:
+    """Async client of one OpenAI-compatible inference endpoint (one long-lived httpx client)."""
+
+    def __init__(self, base_url: str, *, timeout: float = 300.0, api_key: str | None = None,
+                 connect_timeout: float = 5.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise InferenceTimeoutError(f"inference at {self.base_url} timed out ({path})") from exc
+        except httpx.TransportError as exc:
+            raise InferenceUnavailableError(
+                f"inference at {self.base_url} is unreachable: {exc!r}") from exc
+
+    async def chat(self, *, model: str, messages: list[Message], sampling: Sampling) -> Completion:
+        """One chat completion with `model` (a lora_name or the base_model_name)."""
+        body = {"model": model, "messages": messages, "temperature": sampling.temperature,
+                "top_p": sampling.top_p, "max_tokens": sampling.max_tokens, **sampling.extra}
+        start = time.perf_counter()
+        response = await self._request("POST", "/v1/chat/completions", json=body)
+        latency_ms = (time.perf_counter() - start) * 1000
+        if response.status_code == 404:
+            raise AdapterNotFoundError(model, _error_detail(response))
+        if response.status_code >= 400:
+            raise InferenceError(f"inference answered {response.status_code}: "
+                                 f"{_error_detail(response)}", status_code=response.status_code)
+        data = response.json()
+        choice, usage = data["choices"][0], data.get("usage") or {}
+        return Completion(text=choice["message"].get("content") or "",
+                          prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                          completion_tokens=int(usage.get("completion_tokens", 0)),
+                          finish_reason=choice.get("finish_reason"), latency_ms=latency_ms)
+
+    async def model_names(self) -> list[str]:
+        """Names the server serves now: the base model and every loaded adapter."""
+        response = await self._request("GET", "/v1/models")
+        if response.status_code >= 400:
+            raise InferenceError(f"/v1/models answered {response.status_code}",
+                                 status_code=response.status_code)
+        return [m["id"] for m in response.json().get("data", [])]
+
+    async def healthy(self) -> bool:
+        """Whether the server's /health answers 200."""
+        try:
+            return (await self._request("GET", "/health")).status_code == 200
+        except InferenceError:
+            return False
+
+    async def ensure_loadable(self, lora_name: str) -> None:
+        """Make the server resolve and load `lora_name` (a 1-token request); raise if it cannot."""
+        if lora_name in await self.model_names():
+            return
+        await self.chat(model=lora_name, messages=[{"role": "user", "content": "hi"}],
+                        sampling=Sampling(temperature=0.0, max_tokens=1))

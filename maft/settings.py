@@ -1,0 +1,34 @@
+"""Settings shared by every service (environment prefix MAFT_). Each service subclasses this."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Where state lives and how to reach the inference server."""
+
+    model_config = SettingsConfigDict(env_prefix="MAFT_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path.home() / ".maft",
+                       description="State of the embedded default: SQLite, models, adapters.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; a SQLite file under `home` when unset.")
+    inference_url: str = "http://127.0.0.1:8001"
+    base_model_name: str = Field(default="SmolLM2-135M-Instruct",
+                                 description="Name vLLM serves the base model under.")
+    adapter_store: Path | None = Field(
+        default=None, description="Folder of adapter versions (one folder per lora_name).")
+
+    @property
+    def db_url(self) -> str:
+        """The database URL, defaulting to a SQLite file under `home`."""
+        return self.database_url or f"sqlite:///{self.home / 'maft.db'}"
+
+    @property
+    def adapter_dir(self) -> Path:
+        """The adapter store folder, defaulting to `home/adapters`."""
+        return self.adapter_store or self.home / "adapters"
