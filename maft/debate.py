@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from maft.exceptions import DebateFailedError, InferenceError, SocietyError
+from maft.exceptions import DebateFailedError, InferenceError, SocietyTooSmallError
 from maft.inference_client import ChatBackend, Completion, Sampling
 from maft.tasks.base import Message, Task
 from maft.voting import Vote, majority_vote
@@ -56,7 +56,7 @@ class Roster:
         """Raise SocietyError if this roster cannot field `agents` agents."""
         have = min(len(self.generators), len(self.critics))
         if agents > have:
-            raise SocietyError(f"society v{self.society_version} has {have} agents; "
+            raise SocietyTooSmallError(f"society v{self.society_version} has {have} agents; "
                                f"ask for at most {have}")
 
 

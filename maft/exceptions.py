@@ -45,14 +45,20 @@ class AdapterNotFoundError(InferenceError):
 class DebateFailedError(MaftError):
     """A debate stopped part-way; `cause` is the inference error that stopped it."""
 
-    def __init__(self, cause: InferenceError, partial: list) -> None:  # type: ignore[type-arg]
+    def __init__(self, cause: InferenceError, partial: list,  # type: ignore[type-arg]
+                 debate_id: object = None) -> None:
         super().__init__(str(cause))
         self.cause = cause
         self.partial = partial
+        self.debate_id = debate_id
 
 
 class SocietyError(MaftError):
     """The society (set of adapters) cannot serve the request."""
+
+
+class SocietyTooSmallError(SocietyError):
+    """A request asks for more agents than the active society has."""
 
 
 class NotFoundError(MaftError):

@@ -233,6 +233,12 @@ def revoke_api_key(db: Session, *, key: str) -> ApiKey:
     return found
 
 
+def list_societies(db: Session) -> list[Society]:
+    """Every society with its adapters, newest first."""
+    return list(db.scalars(select(Society).options(selectinload(Society.adapters))
+                           .order_by(Society.version.desc())))
+
+
 def list_adapters(db: Session) -> list[AdapterVersion]:
     """Every adapter version, newest society first."""
     return list(db.scalars(select(AdapterVersion).order_by(

@@ -1,0 +1,1 @@
+"""Gateway: the public REST API; orchestrates debates against inference and stores them."""

@@ -1,0 +1,148 @@
+"""Running a debate for the API: validate, pin the active society, run, store every turn."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from maft.db import crud
+from maft.db.models import Debate
+from maft.debate import DebateConfig, DebateListener, Roster, Turn, run_debate
+from maft.exceptions import (
+    DebateFailedError,
+    InferenceTimeoutError,
+    InvalidTaskOptionError,
+)
+from maft.inference_client import ChatBackend, Sampling
+from maft.tasks import Task, get_task
+from maft.voting import Vote
+from services.gateway.settings import GatewaySettings
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DebateRequest:
+    """A validated debate request with defaults filled in."""
+
+    question: str
+    task: Task
+    config: DebateConfig
+    reference_answer: str | None
+    source: str = "api"
+    api_key_id: uuid.UUID | None = None
+
+
+class Store:
+    """Runs data-access functions in short transactions off the event loop."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def _sync(self, fn: Callable[..., T], kwargs: dict[str, Any]) -> T:
+        with self.sessions() as db, db.begin():
+            return fn(db, **kwargs)
+
+    async def call(self, fn: Callable[..., T], **kwargs: Any) -> T:
+        """`fn(session, **kwargs)` in its own transaction, in a worker thread."""
+        return await run_in_threadpool(self._sync, fn, kwargs)
+
+
+def build_request(settings: GatewaySettings, *, question: str, task: str | None,
+                  agents: int | None, rounds: int | None, summarize: bool | None,
+                  temperature: float | None, top_p: float | None, max_tokens: int | None,
+                  reference_answer: object = None, source: str = "api",
+                  api_key_id: uuid.UUID | None = None) -> DebateRequest:
+    """Fill defaults and validate; UnknownTaskError / InvalidTaskOptionError on bad input."""
+    task_obj = get_task(task or settings.default_task, **task_options(settings, task))
+    sampling = Sampling(
+        temperature=settings.default_temperature if temperature is None else temperature,
+        top_p=settings.default_top_p if top_p is None else top_p,
+        max_tokens=max_tokens or settings.default_max_tokens)
+    config = DebateConfig(agents=agents or settings.default_agents,
+                          rounds=rounds or settings.default_rounds,
+                          summarize=bool(summarize), sampling=sampling)
+    reference = None
+    if reference_answer is not None:
+        reference = task_obj.normalize_reference(str(reference_answer))
+    return DebateRequest(question, task_obj, config, reference, source, api_key_id)
+
+
+def task_options(settings: GatewaySettings, task: str | None) -> dict[str, object]:
+    """Options the gateway passes to a task (the GSM8K file, when configured)."""
+    return {"path": settings.gsm8k_path} if task == "gsm8k" else {}
+
+
+class PersistingListener(DebateListener):
+    """Stores each turn as it completes, then forwards events to an optional listener."""
+
+    def __init__(self, store: Store, debate_id: uuid.UUID, forward: DebateListener | None):
+        self.store, self.debate_id, self.forward = store, debate_id, forward
+
+    async def turn_done(self, turn: Turn) -> None:
+        """Store the turn."""
+        await self.store.call(crud.add_response, debate_id=self.debate_id, turn=turn)
+        if self.forward:
+            await self.forward.turn_done(turn)
+
+    async def round_done(self, round_no: int, turns: list[Turn], vote: Vote) -> None:
+        """Forward the round."""
+        if self.forward:
+            await self.forward.round_done(round_no, turns, vote)
+
+
+def _pin_society(db: Session, *, agents: int) -> Roster:
+    roster = crud.roster_of(crud.active_society(db))
+    roster.check(agents)
+    return roster
+
+
+class DebateService:
+    """Starts and runs debates; one instance per app."""
+
+    def __init__(self, *, store: Store, backend: ChatBackend, settings: GatewaySettings):
+        self.store, self.backend, self.settings = store, backend, settings
+
+    async def start(self, request: DebateRequest) -> tuple[uuid.UUID, Roster]:
+        """Pin the active society and record the debate as running."""
+        roster = await self.store.call(_pin_society, agents=request.config.agents)
+        debate = await self.store.call(
+            crud.create_debate, question=request.question, task=request.task.name,
+            config=request.config, society_version=roster.society_version,
+            reference_answer=request.reference_answer, source=request.source,
+            api_key_id=request.api_key_id)
+        return debate.id, roster
+
+    async def run(self, request: DebateRequest, debate_id: uuid.UUID, roster: Roster,
+                  listener: DebateListener | None = None) -> Debate:
+        """Run a started debate to the end; DebateFailedError after storing it as failed."""
+        start = time.perf_counter()
+        persist = PersistingListener(self.store, debate_id, listener)
+        try:
+            outcome = await asyncio.wait_for(
+                run_debate(request.question, task=request.task, config=request.config,
+                           roster=roster, backend=self.backend, listener=persist),
+                timeout=self.settings.debate_timeout_s)
+        except (DebateFailedError, TimeoutError) as exc:
+            failure = exc if isinstance(exc, DebateFailedError) else DebateFailedError(
+                InferenceTimeoutError(f"debate exceeded {self.settings.debate_timeout_s:.0f} s"),
+                [])
+            failure.debate_id = debate_id
+            elapsed = (time.perf_counter() - start) * 1000
+            await self.store.call(crud.fail_debate, debate_id=debate_id, error=str(failure),
+                                  latency_ms=elapsed)
+            raise failure from exc
+        elapsed = (time.perf_counter() - start) * 1000
+        await self.store.call(crud.finish_debate, debate_id=debate_id, outcome=outcome,
+                              latency_ms=elapsed)
+        return await self.store.call(crud.get_debate, debate_id=debate_id)
+
+
+__all__ = ["DebateRequest", "DebateService", "InvalidTaskOptionError", "Store", "build_request"]

@@ -1,0 +1,82 @@
+"""FastAPI dependencies, as Annotated aliases. Long-lived objects live on app.state."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from maft import apikeys
+from maft.db import crud
+from maft.inference_client import InferenceClient
+from services.gateway.debates import DebateService, Store
+from services.gateway.settings import GatewaySettings
+
+
+def _settings(request: Request) -> GatewaySettings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def _store(request: Request) -> Store:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+def _debates(request: Request) -> DebateService:
+    return request.app.state.debates  # type: ignore[no-any-return]
+
+
+def _inference(request: Request) -> InferenceClient:
+    return request.app.state.inference  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
+StoreDep = Annotated[Store, Depends(_store)]
+DebateServiceDep = Annotated[DebateService, Depends(_debates)]
+InferenceDep = Annotated[InferenceClient, Depends(_inference)]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `maft keys create`.")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an API key (or the anonymous admin when auth is disabled)."""
+
+    key_id: uuid.UUID | None
+    name: str
+    scopes: tuple[str, ...]
+
+
+ANONYMOUS = Principal(None, "anonymous (auth disabled)", apikeys.SCOPES)
+
+
+async def _principal(settings: SettingsDep, store: StoreDep,
+                     credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                            Depends(_bearer)]) -> Principal:
+    if settings.auth_disabled:
+        return ANONYMOUS
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, "missing API key: send `Authorization: Bearer <key>`",
+                            headers=challenge)
+    key = await store.call(crud.authenticate, plaintext=credentials.credentials)
+    if key is None:
+        raise HTTPException(401, "invalid or revoked API key", headers=challenge)
+    return Principal(key.id, key.name, tuple(key.scopes))
+
+
+def require(scope: str):  # type: ignore[no-untyped-def]
+    """A dependency that admits keys holding `scope` (admin holds every scope)."""
+
+    async def check(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+        if not apikeys.grants(list(principal.scopes), scope):
+            raise HTTPException(403, f"this API key lacks the '{scope}' scope")
+        return principal
+
+    return check
+
+
+QueryPrincipal = Annotated[Principal, Depends(require("query"))]
+AdminPrincipal = Annotated[Principal, Depends(require("admin"))]

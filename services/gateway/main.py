@@ -1,0 +1,64 @@
+"""The gateway app: created once per process, long-lived clients opened in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from maft import __version__
+from maft.db import crud
+from maft.db.session import make_engine, make_session_factory
+from maft.inference_client import InferenceClient
+from services.gateway import errors
+from services.gateway.debates import DebateService, Store
+from services.gateway.metrics import instrument
+from services.gateway.routes import adapters, chat, debates, health
+from services.gateway.settings import GatewaySettings, get_settings
+
+log = logging.getLogger("maft.gateway")
+
+
+def _open(app: FastAPI, settings: GatewaySettings) -> None:
+    engine = make_engine(settings.db_url)
+    store = Store(make_session_factory(engine))
+    inference = InferenceClient(settings.inference_url, timeout=settings.inference_timeout_s)
+    app.state.engine, app.state.store, app.state.inference = engine, store, inference
+    app.state.debates = DebateService(store=store, backend=inference, settings=settings)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the DB engine and the inference client; record society v0 if missing."""
+    settings: GatewaySettings = app.state.settings
+    if settings.auth_disabled:
+        log.warning("AUTH IS DISABLED (MAFT_AUTH_DISABLED=true): anyone can call every endpoint")
+    _open(app, settings)
+    try:
+        await app.state.store.call(crud.ensure_base_society,
+                                   base_model_name=settings.base_model_name)
+    except Exception as exc:  # the DB may come up later; /readyz reports it
+        log.warning("could not record the base society yet: %s", exc)
+    yield
+    await app.state.inference.aclose()
+    app.state.engine.dispose()
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """Build the app; tests pass their own settings."""
+    app = FastAPI(title="MAFT gateway", version=__version__, lifespan=lifespan,
+                  description="Answers from a debate among finetuned agents (MAFT).")
+    app.state.settings = settings or get_settings()
+    errors.install(app)
+    for module in (health, debates, chat, adapters):
+        app.include_router(module.router)
+    instrument(app)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for `uvicorn --factory services.gateway.main:app_factory`."""
+    logging.basicConfig(level=logging.INFO)
+    return create_app()
