@@ -29,6 +29,13 @@ class ArithmeticSpec:
     high: int = 30
 
     def __post_init__(self) -> None:
+        for name in ("terms", "low", "high"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidTaskOptionError(f"arithmetic {name} must be an integer, not {value!r}")
+        if not isinstance(self.operators, str) or not (
+                self.pattern is None or isinstance(self.pattern, str)):
+            raise InvalidTaskOptionError("arithmetic pattern and operators must be strings")
         if not 2 <= self.terms <= 12:
             raise InvalidTaskOptionError("arithmetic terms must be between 2 and 12")
         if self.pattern is not None and len(self.pattern) != self.terms - 1:
@@ -92,7 +99,7 @@ class ArithmeticTask(NumericTask):
     def problems(self, n: int, *, seed: int, split: str = "train") -> list[Problem]:
         """`n` distinct problems of `split`, reproducible for a seed."""
         check_split(split)
-        rng, seen, out = random.Random(seed), set(), []
+        rng, seen, out = random.Random(seed), set[str](), list[Problem]()
         for _ in range(n * _MAX_TRIES_PER_PROBLEM):
             if len(out) == n:
                 break

@@ -28,7 +28,7 @@ def load_jsonl(path: str) -> tuple[Problem, ...]:
     if not file.is_file():
         raise InvalidTaskOptionError(f"GSM8K file {path} does not exist")
     problems = []
-    with file.open() as handle:
+    with file.open("rb") as handle:  # json.loads decodes UTF-8 itself, errors included
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
@@ -36,7 +36,7 @@ def load_jsonl(path: str) -> tuple[Problem, ...]:
                 row = json.loads(line)
                 answer = reference_answer(row["answer"])
                 question = row["question"].strip()
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise InvalidTaskOptionError(f"{path}:{number}: not a GSM8K row ({exc})") from exc
             if answer is not None:
                 problems.append(Problem(question, answer))
