@@ -1,0 +1,20 @@
+# Two commands on a fresh machine: `make up` (the product) and `make test` (the tests).
+.PHONY: install up test lint bench
+
+.venv/.installed: pyproject.toml scripts/install.sh
+	bash scripts/install.sh
+
+install: .venv/.installed
+
+up: .venv/.installed
+	.venv/bin/maft up
+
+test: .venv/.installed
+	.venv/bin/python -m pytest -q
+
+lint: .venv/.installed
+	.venv/bin/ruff check maft services tests bench
+	.venv/bin/mypy
+
+bench: .venv/.installed
+	.venv/bin/python bench/debate_latency.py

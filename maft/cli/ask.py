@@ -1,0 +1,87 @@
+"""`maft ask`: post a question to the gateway and print the debate round by round."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from maft.cli.settings import CliSettings
+
+console = Console()
+
+
+def post_debate(settings: CliSettings, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """POST /v1/debates; exits with a readable message on any failure."""
+    key = settings.resolved_key()
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.post(f"{settings.gateway_url}/v1/debates", json=body, headers=headers,
+                              timeout=timeout)
+    except httpx.TransportError as exc:
+        console.print(f"[red]gateway at {settings.gateway_url} is not reachable ({exc}); "
+                      "start it with `maft up`[/red]")
+        raise typer.Exit(1) from None
+    if response.status_code >= 400:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text
+        console.print(f"[red]{response.status_code}: {escape(message)}[/red]")
+        raise typer.Exit(1)
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _clip(text: str, full: bool) -> str:
+    text = " ".join(text.split())
+    return text if full or len(text) <= 240 else text[:237] + "..."
+
+
+def render(debate: dict[str, Any], *, full: bool = False) -> None:
+    """Print a debate: header, each round's responses and majority, the final vote."""
+    console.print(f"[bold]Question:[/bold] {escape(debate['question'])}")
+    console.print(f"debate {debate['id']} · task {debate['task']} · {debate['agents']} agents · "
+                  f"{debate['rounds']} rounds · society v{debate['society_version']}")
+    for rnd in debate["transcript"]:
+        console.print(f"\n[bold]Round {rnd['round']}[/bold]")
+        for r in rnd["responses"]:
+            label = "summary for" if r["role"] == "summarizer" else "agent"
+            answer = "" if r["role"] == "summarizer" else f" -> [cyan]{r['parsed_answer']}[/cyan]"
+            console.print(f"  {label} {r['agent_index']} ({escape(r['lora_name'])}){answer}")
+            console.print(f"    [dim]{escape(_clip(r['text'], full))}[/dim]")
+        agents = sum(1 for r in rnd["responses"] if r["role"] != "summarizer")
+        votes = round(rnd["consensus"] * agents)
+        console.print(f"  majority: [bold]{rnd['majority_answer']}[/bold] ({votes}/{agents})")
+    usage, seconds = debate["usage"], (debate["latency_ms"] or 0) / 1000
+    console.print(f"\n[bold green]Final answer: {debate['final_answer']}[/bold green]  "
+                  f"consensus {debate['consensus']:.0%} · {usage['total_tokens']} tokens · "
+                  f"{seconds:.1f} s")
+
+
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    task: Annotated[str | None, typer.Option(help="numeric, arithmetic or gsm8k")] = None,
+    agents: Annotated[int | None, typer.Option(min=1, max=8)] = None,
+    rounds: Annotated[int | None, typer.Option(min=1, max=4)] = None,
+    summarize: Annotated[bool, typer.Option(help="Critics see a summary.")] = False,
+    temperature: Annotated[float | None, typer.Option(min=0.0, max=2.0)] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1)] = None,
+    full: Annotated[bool, typer.Option(help="Print whole responses.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 900.0,
+) -> None:
+    """Ask the agents a question and print their debate round by round, with the vote."""
+    body = {k: v for k, v in dict(question=question, task=task, agents=agents, rounds=rounds,
+                                  temperature=temperature, max_tokens=max_tokens).items()
+            if v is not None}
+    if summarize:
+        body["summarize"] = True
+    debate = post_debate(CliSettings(), body, timeout)
+    if as_json:
+        console.print_json(json.dumps(debate))
+    else:
+        render(debate, full=full)

@@ -1,0 +1,182 @@
+"""`maft up`: the embedded default. Starts inference (vLLM) and the gateway on SQLite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Annotated
+
+import httpx
+import typer
+from rich.console import Console
+
+from maft.cli.admin import create_key, upgrade_database
+from maft.cli.settings import CliSettings
+
+console = Console()
+DEFAULT_MODEL_DIR = "models/SmolLM2-135M-Instruct"
+
+
+@dataclass
+class Child:
+    """A service process started by `maft up`, logging to its own file."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _out: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        """Start in its own session, so Ctrl-C reaches only `maft up`, which stops it."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self._out = self.log.open("ab")
+        self.proc = subprocess.Popen(self.argv, env={**os.environ, **self.env},
+                                     stdout=self._out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float = 30.0) -> None:
+        """SIGTERM its process group, SIGKILL after `grace` seconds."""
+        if self.proc is None:
+            return
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            if self.proc.poll() is not None:
+                break
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(timeout=wait)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+        if self._out:
+            self._out.close()
+
+    def tail(self, lines: int = 30) -> str:
+        """The end of its log."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def ensure_model(settings: CliSettings, model_path: Path | None) -> Path:
+    """The base model folder; materialises SmolLM2 when using the default location."""
+    if model_path is not None:
+        if not (model_path / "config.json").is_file():
+            console.print(f"[red]{model_path} is not a Hugging Face model folder[/red]")
+            raise typer.Exit(2)
+        return model_path
+    dest = settings.home / DEFAULT_MODEL_DIR
+    if not (dest / "config.json").is_file():
+        console.print(f"materialising SmolLM2-135M-Instruct into {dest} (once, ~30 s)...")
+    subprocess.run([sys.executable, "-m", "services.inference", "materialize", "--dest",
+                    str(dest)], check=True)
+    return dest
+
+
+def ensure_key(settings: CliSettings) -> str:
+    """The embedded default's admin key, created once and kept in `home/api-key` (0600)."""
+    existing = settings.resolved_key()
+    if existing:
+        return existing
+    key = create_key(settings, "embedded-default", ["admin"])
+    settings.key_file.parent.mkdir(parents=True, exist_ok=True)
+    settings.key_file.touch(mode=0o600)
+    settings.key_file.write_text(key + "\n")
+    return key
+
+
+def children(settings: CliSettings, model: Path, host: str, port: int, inference_port: int,
+             no_auth: bool) -> list[Child]:
+    """The processes of the embedded default."""
+    logs, inference_url = settings.home / "logs", f"http://{host}:{inference_port}"
+    common = {"MAFT_HOME": str(settings.home), "MAFT_BASE_MODEL_NAME": settings.base_model_name,
+              "MAFT_ADAPTER_STORE": str(settings.adapter_dir), "MAFT_DATABASE_URL": settings.db_url,
+              "MAFT_INFERENCE_URL": inference_url}
+    inference = Child("inference", [sys.executable, "-m", "services.inference", "serve"],
+                      {**common, "MAFT_MODEL_PATH": str(model), "MAFT_HOST": host,
+                       "MAFT_PORT": str(inference_port)}, logs / "inference.log")
+    gateway = Child("gateway", [sys.executable, "-m", "uvicorn", "--factory",
+                                "services.gateway.main:app_factory", "--host", host,
+                                "--port", str(port)],
+                    {**common, "MAFT_AUTH_DISABLED": str(no_auth).lower()}, logs / "gateway.log")
+    return [inference, gateway]
+
+
+def wait_ready(url: str, procs: list[Child], timeout: float) -> None:
+    """Poll /readyz until 200; exit with the dead child's log if one dies."""
+    deadline, last = time.time() + timeout, ""
+    while time.time() < deadline:
+        for child in procs:
+            if not child.alive():
+                console.print(f"[red]{child.name} exited; last lines of {child.log}:[/red]")
+                console.print(child.tail(), markup=False, highlight=False)
+                raise typer.Exit(1)
+        try:
+            response = httpx.get(f"{url}/readyz", timeout=120)
+            if response.status_code == 200:
+                return
+            status = str(response.json().get("checks"))
+        except (httpx.TransportError, ValueError):
+            status = "gateway starting"
+        if status != last:
+            console.print(f"[dim]waiting: {status}[/dim]")
+            last = status
+        time.sleep(2)
+    console.print(f"[red]not ready after {timeout:.0f} s; logs in {procs[0].log.parent}[/red]")
+    raise typer.Exit(1)
+
+
+def banner(url: str, key: str | None) -> None:
+    """Where the product is and how to call it."""
+    auth = f" -H 'Authorization: Bearer {key}'" if key else ""
+    console.print(f"\n[bold green]MAFT is ready at {url}[/bold green]  (API docs: {url}/docs)")
+    console.print("Try:", style="bold")
+    console.print(f"  maft ask 'What is 12+7?'\n  curl -s {url}/v1/debates{auth} "
+                  "-H 'Content-Type: application/json' -d '{\"question\": \"What is 12+7?\"}'",
+                  soft_wrap=True, highlight=False, markup=False)
+    if key:
+        console.print(f"API key (admin; saved for `maft ask`): {key}", soft_wrap=True,
+                      highlight=False)
+    console.print("Ctrl-C stops everything.")
+
+
+def up(
+    port: Annotated[int, typer.Option(help="Gateway port.")] = 8000,
+    inference_port: Annotated[int, typer.Option(help="vLLM port.")] = 8001,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    model_path: Annotated[Path | None, typer.Option(help="A local HF model folder.")] = None,
+    no_auth: Annotated[bool, typer.Option(help="Serve without API keys (logs a warning).")]
+    = False,
+    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 900,
+) -> None:
+    """Start the whole product on this machine (vLLM on CPU or GPU, gateway, SQLite)."""
+    settings = CliSettings()
+    upgrade_database(settings)
+    model = ensure_model(settings, model_path)
+    key = None if no_auth else ensure_key(settings)
+    procs = children(settings, model, host, port, inference_port, no_auth)
+    url = f"http://{host}:{port}"
+    try:
+        for child in procs:
+            child.start()
+        console.print(f"starting inference and gateway; logs in {settings.home / 'logs'}")
+        wait_ready(url, procs, ready_timeout)
+        banner(url, key)
+        while all(c.alive() for c in procs):
+            time.sleep(1)
+        dead = next(c for c in procs if not c.alive())
+        console.print(f"[red]{dead.name} exited:[/red]\n{dead.tail()}", markup=False)
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        console.print("stopping...")
+    finally:
+        for child in reversed(procs):
+            child.stop()
