@@ -7,7 +7,7 @@ import contextlib
 import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -76,6 +76,42 @@ def roster_of(society: Society) -> Roster:
                                f"(has agents {sorted(found)} of {society.agents})")
         names[role] = tuple(found[i] for i in range(society.agents))
     return Roster(society.version, names["generator"], names["critic"], society.base_model_name)
+
+
+def add_society(db: Session, *, version: int, base_model_name: str, agents: int,
+                adapters: list[AdapterVersion], status: str = "candidate",
+                parent_version: int | None = None,
+                training_run_id: uuid.UUID | None = None) -> Society:
+    """Record a society of adapters (not active until `activate_society`)."""
+    society = Society(version=version, kind="adapters", status=status, agents=agents,
+                      base_model_name=base_model_name, parent_version=parent_version,
+                      training_run_id=training_run_id)
+    db.add(society)
+    db.flush()
+    for adapter in adapters:
+        adapter.society_version = version
+        db.add(adapter)
+    db.flush()
+    return society
+
+
+def activate_society(db: Session, *, version: int, reason: str) -> Society:
+    """Point debates at society `version` (one UPDATE, in the caller's transaction)."""
+    society = get_society(db, version=version)
+    roster_of(society)  # refuse an incomplete society
+    pointer = db.get(ActiveSociety, 1, with_for_update=True)
+    if pointer is None:
+        db.add(ActiveSociety(id=1, version=version, reason=reason))
+    else:
+        pointer.version, pointer.reason, pointer.updated_at = version, reason, utcnow()
+    if society.status == "candidate":
+        society.status = "promoted"
+    return society
+
+
+def next_society_version(db: Session) -> int:
+    """A society version never used before."""
+    return int(db.scalar(select(func.max(Society.version))) or 0) + 1
 
 
 # -- debates ---------------------------------------------------------------------------------
