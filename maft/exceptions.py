@@ -45,7 +45,7 @@ class AdapterNotFoundError(InferenceError):
 class DebateFailedError(MaftError):
     """A debate stopped part-way; `cause` is the inference error that stopped it."""
 
-    def __init__(self, cause: InferenceError, partial: list,  # type: ignore[type-arg]
+    def __init__(self, cause: InferenceError, partial: list,
                  debate_id: object = None) -> None:
         super().__init__(str(cause))
         self.cause = cause
@@ -72,3 +72,21 @@ class NotFoundError(MaftError):
 
 class ConflictError(MaftError):
     """The request conflicts with stored state (e.g. a run already in progress)."""
+
+
+class AdapterInvalidError(MaftError):
+    """An adapter folder that vLLM could not serve (bad config, rank too high, wrong base...)."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"adapter {where} is not servable: {reason}")
+        self.where = where
+        self.reason = reason
+
+
+class AdapterExistsError(MaftError):
+    """A lora_name already published: names are immutable and never reused."""
+
+    def __init__(self, lora_name: str, detail: str = "") -> None:
+        msg = f"adapter {lora_name!r} already exists in the store"
+        super().__init__(f"{msg}: {detail}" if detail else msg)
+        self.lora_name = lora_name

@@ -36,7 +36,7 @@ def db_upgrade() -> None:
     console.print(f"database at head ({migrate.current_head()}): {settings.db_url}")
 
 
-def _sessions(settings: CliSettings):  # type: ignore[no-untyped-def]
+def _sessions(settings: CliSettings):
     return make_session_factory(make_engine(settings.db_url))
 
 

@@ -33,7 +33,7 @@ def post_debate(settings: CliSettings, body: dict[str, Any], timeout: float) -> 
             message = response.text
         console.print(f"[red]{response.status_code}: {escape(message)}[/red]")
         raise typer.Exit(1)
-    return response.json()  # type: ignore[no-any-return]
+    return response.json()
 
 
 def _clip(text: str, full: bool) -> str:

@@ -148,6 +148,10 @@ def banner(url: str, key: str | None) -> None:
     console.print("Ctrl-C stops everything.")
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def up(
     port: Annotated[int, typer.Option(help="Gateway port.")] = 8000,
     inference_port: Annotated[int, typer.Option(help="vLLM port.")] = 8001,
@@ -159,6 +163,7 @@ def up(
 ) -> None:
     """Start the whole product on this machine (vLLM on CPU or GPU, gateway, SQLite)."""
     settings = CliSettings()
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the children on SIGTERM too
     upgrade_database(settings)
     model = ensure_model(settings, model_path)
     key = None if no_auth else ensure_key(settings)

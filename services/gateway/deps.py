@@ -17,19 +17,19 @@ from services.gateway.settings import GatewaySettings
 
 
 def _settings(request: Request) -> GatewaySettings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def _store(request: Request) -> Store:
-    return request.app.state.store  # type: ignore[no-any-return]
+    return request.app.state.store
 
 
 def _debates(request: Request) -> DebateService:
-    return request.app.state.debates  # type: ignore[no-any-return]
+    return request.app.state.debates
 
 
 def _inference(request: Request) -> InferenceClient:
-    return request.app.state.inference  # type: ignore[no-any-return]
+    return request.app.state.inference
 
 
 SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
@@ -67,7 +67,7 @@ async def _principal(settings: SettingsDep, store: StoreDep,
     return Principal(key.id, key.name, tuple(key.scopes))
 
 
-def require(scope: str):  # type: ignore[no-untyped-def]
+def require(scope: str):
     """A dependency that admits keys holding `scope` (admin holds every scope)."""
 
     async def check(principal: Annotated[Principal, Depends(_principal)]) -> Principal:

@@ -16,7 +16,13 @@ from maft.db.models import Debate
 from maft.debate import DebateListener, Turn
 from maft.exceptions import DebateFailedError, NotFoundError
 from maft.voting import Vote
-from services.gateway.chat_schemas import ChatRequest, ChatResponse, ModelCard, ModelList
+from services.gateway.chat_schemas import (
+    ChatChoice,
+    ChatRequest,
+    ChatResponse,
+    ModelCard,
+    ModelList,
+)
 from services.gateway.debates import DebateRequest, build_request
 from services.gateway.deps import DebateServiceDep, QueryPrincipal, SettingsDep
 from services.gateway.errors import inference_status
@@ -102,8 +108,8 @@ async def chat_completions(body: ChatRequest, request: Request, principal: Query
     observe_debate(debate.task, debate.status, (debate.latency_ms or 0) / 1000)
     return ChatResponse(id=f"chatcmpl-{debate.id}", created=int(debate.created_at.timestamp()),
                         model=body.model, usage=_usage(debate), maft=_maft(debate),
-                        choices=[{"message": {"role": "assistant",
-                                              "content": answer_text(debate)}}])
+                        choices=[ChatChoice(message={"role": "assistant",
+                                                     "content": answer_text(debate)})])
 
 
 class _Stream(DebateListener):

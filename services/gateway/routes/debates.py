@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 
@@ -24,7 +24,8 @@ from services.gateway.schemas import (
 )
 
 router = APIRouter(prefix="/v1/debates", tags=["debates"])
-ERRORS = {code: {"model": ErrorOut} for code in (401, 403, 422, 503, 504)}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (401, 403, 422, 503, 504)}
 
 
 def parse_id(debate_id: str) -> uuid.UUID:

@@ -1,0 +1,299 @@
+"""Each agent's finetuning data from stored debates (method.md, "Finetuning data, per agent").
+
+Pure and deterministic: the same debates, task and config (seed included) give the same
+datasets, in the same order, whatever the order of the input debates. Choices, in order:
+- Debates of another task are dropped ("other_task"). One debate per question is kept (questions
+  whitespace-normalised, case-folded): the newest by (created_at, id) ("duplicate"), before
+  labelling, so the newest debate stands for its question even if it proves unusable.
+- Label y_hat (`label_of`): if use_ground_truth, the latest feedback, else the reference answer
+  (normalised by the task where they parse), else the majority vote (`final_answer`). No label:
+  dropped ("no_label"). min_consensus drops vote-labelled debates only ("low_consensus"); a
+  missing consensus counts as 0.
+- Generator n (D_G): agent n's own round-1 generator turn if its answer is equivalent to y_hat
+  (`task.is_correct`: unparseable is never right); single-turn example, train_on="final".
+- Critic n: debates with rounds >= 2 whose agent-n critic turn of the last round (`rounds`) is
+  right; C- if agent n's round-1 answer was wrong or unparseable, else C+. Example = that turn's
+  messages + its response (agent n's whole conversation; if its earlier assistant turns are not
+  agent n's own responses it is skipped, counted as "inconsistent"); train_on=critic_loss.
+- Mix (the authors' code): all of C- plus n_plus = min(|C+|, round(|C-| * (1 - w) / w)) C+
+  (rounding half up) drawn with a RNG seeded by (seed, agent). w = 0: all C+, no C-; w = 1: C-
+  only. No C- and w > 0 -> no critic data: that is the method; the stats give the "reason".
+- Summarizer turns are never targets; agents n >= debate.agents get nothing from that debate;
+  examples keep the debates' chronological order.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from maft.exceptions import InvalidTaskOptionError
+from maft.tasks.base import Message, Task
+
+Kind = Literal["G", "C-", "C+"]
+LossOn = Literal["all_assistant", "final"]
+KINDS: tuple[Kind, ...] = ("G", "C-", "C+")
+DROP_REASONS = ("other_task", "duplicate", "no_label", "low_consensus")
+LABEL_SOURCES = ("feedback", "reference", "vote")
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """One stored agent response: exactly what was sent and what came back."""
+
+    round: int
+    agent_index: int
+    role: str
+    lora_name: str
+    messages: tuple[dict[str, str], ...]
+    text: str
+    answer: str | None  # parsed answer (None = unparseable)
+
+
+@dataclass(frozen=True)
+class DebateRecord:
+    """One stored, completed debate with its ground-truth labels."""
+
+    id: str
+    question: str
+    task: str
+    created_at: datetime
+    society_version: int
+    agents: int
+    rounds: int
+    final_answer: str | None
+    consensus: float | None
+    reference_answer: str | None  # given with the request (ground truth)
+    feedback_answer: str | None  # latest feedback label (ground truth)
+    turns: tuple[TurnRecord, ...]
+
+    def turn(self, round_no: int, role: str, agent_index: int) -> TurnRecord | None:
+        """The turn of `role` agent `agent_index` in round `round_no`, or None."""
+        wanted = (round_no, role, agent_index)
+        return next((t for t in self.turns if (t.round, t.role, t.agent_index) == wanted), None)
+
+
+@dataclass(frozen=True)
+class CurationConfig:
+    """How datasets are built (see the module docstring)."""
+
+    w: float = 2 / 3  # share of D_C- in each critic's mix (0..1)
+    use_ground_truth: bool = True  # feedback (then reference) replaces the vote as label
+    min_consensus: float = 0.0  # vote-labelled debates below this are dropped
+    critic_loss: LossOn = "all_assistant"
+    dedupe: bool = True  # one debate per question (the newest)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.w <= 1.0 and 0.0 <= self.min_consensus <= 1.0):
+            raise ValueError("w and min_consensus must be between 0 and 1")
+        if self.critic_loss not in ("all_assistant", "final"):
+            raise ValueError("critic_loss must be 'all_assistant' or 'final'")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One chat example ending with an assistant turn of the agent being trained."""
+
+    messages: tuple[dict[str, str], ...]
+    train_on: LossOn  # which assistant turns carry the loss
+    debate_id: str
+    label: str
+    label_source: str  # "feedback" | "reference" | "vote"
+    kind: Kind
+
+
+@dataclass
+class AgentDataset:
+    """The finetuning data of one agent (role, index)."""
+
+    role: str
+    agent_index: int
+    examples: list[Example] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # availability before mixing, reason
+
+    def stats(self) -> dict[str, Any]:
+        """Size, counts and shares of G / C- / C+, label sources, distinct debates (+ info)."""
+        size = len(self.examples)
+        kinds = Counter(e.kind for e in self.examples)
+        counts = {k: kinds[k] for k in KINDS}
+        sources = Counter(e.label_source for e in self.examples)
+        return {"size": size, "counts": counts,
+                "shares": {k: counts[k] / size if size else 0.0 for k in KINDS},
+                "label_sources": {s: sources[s] for s in LABEL_SOURCES},
+                "debates": len({e.debate_id for e in self.examples}), **self.info}
+
+
+@dataclass
+class Curation:
+    """Every agent's dataset, keyed (role, agent_index), and JSON-friendly stats."""
+
+    datasets: dict[tuple[str, int], AgentDataset]
+    stats: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Labelled:
+    debate: DebateRecord
+    label: str
+    source: str
+
+
+def _ground_truth(raw: str, task: Task) -> str:
+    try:
+        return task.normalize_reference(raw)
+    except InvalidTaskOptionError:
+        return raw.strip()
+
+
+def label_of(debate: DebateRecord, config: CurationConfig, task: Task) -> tuple[str, str] | None:
+    """(y_hat, source): feedback, then reference (if use_ground_truth), then the vote; or None."""
+    truth = (("feedback", debate.feedback_answer), ("reference", debate.reference_answer))
+    for source, raw in truth if config.use_ground_truth else ():
+        if raw is not None and raw.strip():
+            return _ground_truth(raw, task), source
+    return (debate.final_answer, "vote") if debate.final_answer else None
+
+
+def question_key(question: str) -> str:
+    """The question, whitespace-normalised and case-folded (what dedupe compares)."""
+    return " ".join(question.split()).casefold()
+
+
+def _age(debate: DebateRecord) -> tuple[datetime, str]:
+    return debate.created_at, debate.id
+
+
+def dedupe_questions(debates: Sequence[DebateRecord]) -> list[DebateRecord]:
+    """The newest debate (by created_at, then id) of each question, oldest first."""
+    newest: dict[str, DebateRecord] = {}
+    for debate in debates:
+        key = question_key(debate.question)
+        if key not in newest or _age(debate) > _age(newest[key]):
+            newest[key] = debate
+    return sorted(newest.values(), key=_age)
+
+
+def _screen(debate: DebateRecord, config: CurationConfig, task: Task) -> _Labelled | str:
+    """The labelled debate, or the reason it is dropped."""
+    label = label_of(debate, config, task)
+    if label is None:
+        return "no_label"
+    consensus = debate.consensus if debate.consensus is not None else 0.0
+    if label[1] == "vote" and consensus < config.min_consensus:
+        return "low_consensus"
+    return _Labelled(debate, *label)
+
+
+def _select(debates: Sequence[DebateRecord], task: Task, config: CurationConfig,
+            dropped: Counter[str]) -> list[_Labelled]:
+    """Usable debates, oldest first; counts the dropped ones by reason."""
+    same_task = [d for d in debates if d.task == task.name]
+    dropped["other_task"] = len(debates) - len(same_task)
+    unique = dedupe_questions(same_task) if config.dedupe else sorted(same_task, key=_age)
+    dropped["duplicate"] = len(same_task) - len(unique)
+    verdicts = [_screen(debate, config, task) for debate in unique]
+    dropped.update(v for v in verdicts if isinstance(v, str))
+    return [v for v in verdicts if isinstance(v, _Labelled)]
+
+
+def _example(turn: TurnRecord, item: _Labelled, kind: Kind, train_on: LossOn) -> Example:
+    messages: list[Message] = [dict(m) for m in turn.messages]
+    messages.append({"role": "assistant", "content": turn.text})
+    return Example(tuple(messages), train_on, item.debate.id, item.label, item.source, kind)
+
+
+def _generator_example(item: _Labelled, n: int, task: Task) -> Example | None:
+    """Agent n's round-1 response as a single-turn example if it is right, else None."""
+    turn = item.debate.turn(1, "generator", n)
+    if turn is None or not task.is_correct(turn.answer, item.label):
+        return None
+    return _example(turn, item, "G", "final")
+
+
+def _own_history(debate: DebateRecord, n: int, last: TurnRecord) -> bool:
+    """Whether the assistant turns sent to agent n are exactly its own earlier responses."""
+    sent = [m.get("content") for m in last.messages if m.get("role") == "assistant"]
+    own = [debate.turn(r, "generator" if r == 1 else "critic", n) for r in range(1, last.round)]
+    return None not in own and sent == [t.text for t in own if t is not None]
+
+
+def _critic_example(item: _Labelled, n: int, task: Task, loss: LossOn) -> Example | str | None:
+    """Agent n's conversation (C- / C+) if its last answer is right; "inconsistent"; None."""
+    debate = item.debate
+    if debate.rounds < 2:
+        return None
+    first, last = debate.turn(1, "generator", n), debate.turn(debate.rounds, "critic", n)
+    if first is None or last is None or not task.is_correct(last.answer, item.label):
+        return None
+    if not _own_history(debate, n, last):
+        return "inconsistent"
+    kind: Kind = "C+" if task.is_correct(first.answer, item.label) else "C-"
+    return _example(last, item, kind, loss)
+
+
+def plus_count(n_minus: int, n_plus: int, w: float) -> int:
+    """How many C+ examples join all the C- ones so that C- makes up a share w."""
+    if w <= 0.0:
+        return n_plus
+    return min(n_plus, math.floor(n_minus * (1.0 - w) / w + 0.5 + 1e-9))
+
+
+def mix_critic(candidates: Sequence[Example], w: float, rng: random.Random) -> list[Example]:
+    """All C- (none if w = 0) plus a seeded sample of C+, in the candidates' order."""
+    n_minus = sum(e.kind == "C-" for e in candidates)
+    plus = [i for i, e in enumerate(candidates) if e.kind == "C+"]
+    chosen = set(rng.sample(plus, plus_count(n_minus, len(plus), w)))
+    return [e for i, e in enumerate(candidates) if i in chosen or (e.kind == "C-" and w > 0)]
+
+
+def _generator_dataset(usable: Sequence[_Labelled], n: int, task: Task) -> AgentDataset:
+    examples = [e for item in usable if (e := _generator_example(item, n, task)) is not None]
+    info = {} if examples else {"reason": "no right first-round answer of this agent"}
+    return AgentDataset("generator", n, examples, info)
+
+
+def _critic_reason(any_candidate: bool, w: float) -> str:
+    if not any_candidate:
+        return "no conversation whose last-round answer is right (rounds >= 2)"
+    return "no C- example: with w > 0, C+ only joins C-" if w else "w = 0 and no C+ example"
+
+
+def _critic_dataset(usable: Sequence[_Labelled], n: int, task: Task,
+                    config: CurationConfig) -> AgentDataset:
+    found = [_critic_example(item, n, task, config.critic_loss) for item in usable]
+    candidates = [e for e in found if isinstance(e, Example)]
+    minus, plus = (sum(e.kind == k for e in candidates) for k in ("C-", "C+"))
+    examples = mix_critic(candidates, config.w, random.Random(f"{config.seed}:critic:{n}"))
+    info: dict[str, Any] = {"available": {"C-": minus, "C+": plus}, "w": config.w,
+                            "inconsistent": found.count("inconsistent")}
+    if not examples:
+        info["reason"] = _critic_reason(bool(candidates), config.w)
+    return AgentDataset("critic", n, examples, info)
+
+
+def curate(debates: Sequence[DebateRecord], *, task: Task, agents: int,
+           config: CurationConfig) -> Curation:
+    """Build the 2 * `agents` datasets (generator n, critic n) from stored debates."""
+    if agents < 1:
+        raise ValueError("agents must be at least 1")
+    dropped: Counter[str] = Counter()
+    usable = _select(debates, task, config, dropped)
+    datasets: dict[tuple[str, int], AgentDataset] = {}
+    for n in range(agents):
+        datasets["generator", n] = _generator_dataset(usable, n, task)
+        datasets["critic", n] = _critic_dataset(usable, n, task, config)
+    sources = Counter(item.source for item in usable)
+    stats: dict[str, Any] = {
+        "task": task.name, "debates_seen": len(debates), "debates_used": len(usable),
+        "dropped": {r: dropped[r] for r in DROP_REASONS},
+        "label_sources": {s: sources[s] for s in LABEL_SOURCES},
+        "society_versions": sorted({item.debate.society_version for item in usable}),
+    }
+    stats.update({f"{role}-{n}": ds.stats() for (role, n), ds in datasets.items()})
+    return Curation(datasets, stats)
