@@ -90,3 +90,7 @@ class AdapterExistsError(MaftError):
         msg = f"adapter {lora_name!r} already exists in the store"
         super().__init__(f"{msg}: {detail}" if detail else msg)
         self.lora_name = lora_name
+
+
+class QueueUnavailableError(MaftError):
+    """The training queue (Celery broker) cannot accept work."""

@@ -182,6 +182,7 @@ class TrainingRun(Base):
     """One self-improvement run: curate -> train 2N agents -> evaluate -> publish."""
 
     __tablename__ = "training_runs"
+    __table_args__ = (UniqueConstraint("active_lock", name="uq_training_runs_active_lock"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
@@ -198,3 +199,28 @@ class TrainingRun(Base):
                                                  index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # True while queued or running, NULL after: the unique constraint admits one live run.
+    active_lock: Mapped[bool | None] = mapped_column(Boolean)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    steps: Mapped[list[TrainingStep]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="TrainingStep.id")
+
+
+class TrainingStep(Base):
+    """One step of a run (curate, train:<role>:<n>, evaluate, publish) with its progress."""
+
+    __tablename__ = "training_steps"
+    __table_args__ = (UniqueConstraint("run_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("training_runs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    eta_s: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    run: Mapped[TrainingRun] = relationship(back_populates="steps")

@@ -18,6 +18,7 @@ from maft.exceptions import (
     InvalidTaskOptionError,
     MaftError,
     NotFoundError,
+    QueueUnavailableError,
     SocietyError,
     SocietyTooSmallError,
     UnknownTaskError,
@@ -82,6 +83,8 @@ def _domain(_: Request, exc: Exception) -> JSONResponse:
         return error_response(404, str(exc), "not_found_error")
     if isinstance(exc, UnknownTaskError | InvalidTaskOptionError):
         return error_response(422, str(exc), "invalid_request_error")
+    if isinstance(exc, QueueUnavailableError):
+        return error_response(503, str(exc), "queue_unavailable")
     if isinstance(exc, ConflictError):
         return error_response(409, str(exc), "conflict_error")
     if isinstance(exc, SocietyError):

@@ -15,8 +15,9 @@ from maft.inference_client import InferenceClient
 from services.gateway import errors
 from services.gateway.debates import DebateService, Store
 from services.gateway.metrics import instrument
-from services.gateway.routes import adapters, chat, debates, health
+from services.gateway.routes import adapters, chat, debates, health, training
 from services.gateway.settings import GatewaySettings, get_settings
+from services.gateway.training_queue import TrainingQueue
 
 log = logging.getLogger("maft.gateway")
 
@@ -27,6 +28,7 @@ def _open(app: FastAPI, settings: GatewaySettings) -> None:
     inference = InferenceClient(settings.inference_url, timeout=settings.inference_timeout_s)
     app.state.engine, app.state.store, app.state.inference = engine, store, inference
     app.state.debates = DebateService(store=store, backend=inference, settings=settings)
+    app.state.training_queue = TrainingQueue(settings)
 
 
 @asynccontextmanager
@@ -43,6 +45,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.warning("could not record the base society yet: %s", exc)
     yield
     await app.state.inference.aclose()
+    app.state.training_queue.close()
     app.state.engine.dispose()
 
 
@@ -52,7 +55,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                   description="Answers from a debate among finetuned agents (MAFT).")
     app.state.settings = settings or get_settings()
     errors.install(app)
-    for module in (health, debates, chat, adapters):
+    for module in (health, debates, chat, adapters, training):
         app.include_router(module.router)
     instrument(app)
     return app

@@ -26,7 +26,8 @@ class GatewaySettings(CommonSettings):
     default_top_p: float = 0.9
     default_max_tokens: int = 512
     gsm8k_path: str | None = None
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = Field(default="redis://127.0.0.1:6379/0",
+                            description="Celery broker of the trainer; `filesystem://` embedded.")
     readiness_timeout_s: float = 60.0
 
 

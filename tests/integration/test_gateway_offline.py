@@ -145,3 +145,32 @@ async def test_chat_rejects_unknown_preset_and_missing_question(
     assert no_user.status_code == 422 and "user message" in no_user.json()["error"]["message"]
     assert "maft-debate" in [m["id"] for m in models.json()["data"]]
     assert count(offline_db, Debate) == 0
+
+
+async def test_training_run_with_broker_down_is_503_and_releases_the_lock(
+        offline_settings: GatewaySettings, offline_db: sessionmaker[Session]) -> None:
+    keys = make_keys(offline_db)
+    settings = offline_settings.model_copy(update={"broker_url": "redis://127.0.0.1:9/0"})
+    async with gateway_client(settings, keys.admin) as client:
+        first = await client.post("/v1/training-runs", json={"task": "arithmetic"})
+        second = await client.post("/v1/training-runs", json={})
+        runs = (await client.get("/v1/training-runs")).json()["data"]
+    assert first.status_code == 503, first.text
+    assert first.json()["error"]["type"] == "queue_unavailable"
+    assert second.status_code == 503  # not 409: the failed run released the lock
+    assert [r["status"] for r in runs] == ["failed", "failed"]
+    assert "unavailable" in runs[0]["error"]
+
+
+async def test_training_run_options_are_validated(offline_settings: GatewaySettings,
+                                                  offline_db: sessionmaker[Session]) -> None:
+    keys = make_keys(offline_db)
+    async with gateway_client(offline_settings, keys.admin) as client:
+        bad_w = await client.post("/v1/training-runs", json={"w": 2})
+        bad_agent = await client.post("/v1/training-runs", json={"train_agents": ["judge-1"]})
+        unknown = await client.get(f"/v1/training-runs/{uuid.uuid4()}")
+    async with gateway_client(offline_settings, keys.query) as client:
+        forbidden = await client.post("/v1/training-runs", json={})
+    assert bad_w.status_code == 422 and "w" in bad_w.json()["error"]["message"]
+    assert bad_agent.status_code == 422 and "generator-<n>" in bad_agent.json()["error"]["message"]
+    assert unknown.status_code == 404 and forbidden.status_code == 403

@@ -1,0 +1,125 @@
+"""Data access: debates, their responses and feedback."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from maft.db.models import AgentResponse, Debate, Feedback, utcnow
+from maft.debate import DebateConfig, DebateOutcome, Turn
+from maft.exceptions import NotFoundError
+
+
+def create_debate(db: Session, *, question: str, task: str, config: DebateConfig,
+                  society_version: int, reference_answer: str | None = None,
+                  source: str = "api", api_key_id: uuid.UUID | None = None) -> Debate:
+    """Insert a debate in status 'running'."""
+    s = config.sampling
+    debate = Debate(question=question, task=task, agents=config.agents, rounds=config.rounds,
+                    summarize=config.summarize, temperature=s.temperature, top_p=s.top_p,
+                    max_tokens=s.max_tokens, society_version=society_version,
+                    reference_answer=reference_answer, source=source, api_key_id=api_key_id)
+    db.add(debate)
+    db.flush()
+    return debate
+
+
+def add_response(db: Session, *, debate_id: uuid.UUID, turn: Turn) -> None:
+    """Store one turn of a debate."""
+    db.add(AgentResponse(
+        debate_id=debate_id, round=turn.round, agent_index=turn.agent_index, role=turn.role,
+        lora_name=turn.lora_name, messages=turn.messages, text=turn.text,
+        parsed_answer=turn.answer, prompt_tokens=turn.prompt_tokens,
+        completion_tokens=turn.completion_tokens, latency_ms=turn.latency_ms,
+        finish_reason=turn.finish_reason))
+
+
+def _close(db: Session, debate_id: uuid.UUID, latency_ms: float) -> Debate:
+    debate = db.get(Debate, debate_id)
+    if debate is None:
+        raise NotFoundError("debate", debate_id)
+    rows = db.scalars(select(AgentResponse).where(AgentResponse.debate_id == debate_id)).all()
+    debate.prompt_tokens = sum(r.prompt_tokens for r in rows)
+    debate.completion_tokens = sum(r.completion_tokens for r in rows)
+    debate.latency_ms, debate.finished_at = latency_ms, utcnow()
+    return debate
+
+
+def finish_debate(db: Session, *, debate_id: uuid.UUID, outcome: DebateOutcome,
+                  latency_ms: float) -> Debate:
+    """Mark a debate completed with its vote."""
+    debate = _close(db, debate_id, latency_ms)
+    debate.status, debate.final_answer = "completed", outcome.final_answer
+    debate.consensus = outcome.consensus
+    return debate
+
+
+def fail_debate(db: Session, *, debate_id: uuid.UUID, error: str, latency_ms: float) -> Debate:
+    """Mark a debate failed; its partial transcript stays."""
+    debate = _close(db, debate_id, latency_ms)
+    debate.status, debate.error = "failed", error
+    return debate
+
+
+def get_debate(db: Session, *, debate_id: uuid.UUID) -> Debate:
+    """A debate with its responses and feedback; NotFoundError if absent."""
+    debate = db.scalar(select(Debate).where(Debate.id == debate_id).options(
+        selectinload(Debate.responses), selectinload(Debate.feedback)))
+    if debate is None:
+        raise NotFoundError("debate", debate_id)
+    return debate
+
+
+def encode_cursor(debate: Debate) -> str:
+    """Opaque cursor after `debate` in newest-first order."""
+    raw = f"{debate.created_at.isoformat()}|{debate.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Inverse of encode_cursor; ValueError if malformed."""
+    try:
+        stamp, key = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(stamp), uuid.UUID(key)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("malformed cursor") from exc
+
+
+def list_debates(db: Session, *, task: str | None = None, status: str | None = None,
+                 since: datetime | None = None, until: datetime | None = None,
+                 cursor: str | None = None, limit: int = 50) -> tuple[list[Debate], str | None]:
+    """Debates newest first with filters; returns (page, next cursor or None)."""
+    query = select(Debate).options(selectinload(Debate.feedback))
+    if task:
+        query = query.where(Debate.task == task)
+    if status:
+        query = query.where(Debate.status == status)
+    if since:
+        query = query.where(Debate.created_at >= since)
+    if until:
+        query = query.where(Debate.created_at < until)
+    if cursor:
+        stamp, key = decode_cursor(cursor)
+        query = query.where(or_(Debate.created_at < stamp,
+                                and_(Debate.created_at == stamp, Debate.id < key)))
+    rows = list(db.scalars(query.order_by(Debate.created_at.desc(), Debate.id.desc())
+                           .limit(limit + 1)))
+    more = len(rows) > limit
+    page = rows[:limit]
+    return page, encode_cursor(page[-1]) if more and page else None
+
+
+def add_feedback(db: Session, *, debate_id: uuid.UUID, correct_answer: str,
+                 note: str | None = None, api_key_id: uuid.UUID | None = None) -> Feedback:
+    """Store a ground-truth label for a debate; NotFoundError if the debate is absent."""
+    if db.get(Debate, debate_id) is None:
+        raise NotFoundError("debate", debate_id)
+    feedback = Feedback(debate_id=debate_id, correct_answer=correct_answer, note=note,
+                        api_key_id=api_key_id)
+    db.add(feedback)
+    db.flush()
+    return feedback

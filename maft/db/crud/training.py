@@ -1,0 +1,148 @@
+"""Data access: training runs, their steps, and the debates they learn from."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from maft.curation import DebateRecord, TurnRecord
+from maft.db.models import Debate, TrainingRun, TrainingStep, utcnow
+from maft.exceptions import ConflictError, NotFoundError
+
+LIVE = ("queued", "running")
+TRAINING_SOURCES = ("api", "chat")  # never eval or experiment debates
+
+
+def create_run(db: Session, *, options: dict[str, Any], trigger: str,
+               base_society_version: int) -> TrainingRun:
+    """A queued run holding the one-live-run lock; ConflictError if another run is live."""
+    run = TrainingRun(options=options, trigger=trigger, status="queued", active_lock=True,
+                      base_society_version=base_society_version, heartbeat_at=utcnow())
+    try:
+        with db.begin_nested():
+            db.add(run)
+            db.flush()
+    except IntegrityError:
+        live = active_run(db)
+        raise ConflictError(f"training run {live.id if live else '?'} is still "
+                            f"{live.status if live else 'live'}; one run at a time") from None
+    return run
+
+
+def queue_run(db: Session, *, options: dict[str, Any], trigger: str) -> TrainingRun:
+    """A queued run based on the active society, with its first step planned."""
+    from maft.db.crud.societies import active_society
+
+    run = create_run(db, options=options, trigger=trigger,
+                     base_society_version=active_society(db).version)
+    add_steps(db, run=run, names=["curate"])
+    return run
+
+
+def active_run(db: Session) -> TrainingRun | None:
+    """The queued or running run, if any."""
+    return db.scalar(select(TrainingRun).where(TrainingRun.active_lock.is_(True)))
+
+
+def get_run(db: Session, *, run_id: uuid.UUID, lock: bool = False) -> TrainingRun:
+    """A run with its steps; NotFoundError if absent. `lock` takes a row lock (fan-in)."""
+    query = select(TrainingRun).where(TrainingRun.id == run_id).options(
+        selectinload(TrainingRun.steps))
+    run = db.scalar(query.with_for_update() if lock else query)
+    if run is None:
+        raise NotFoundError("training run", run_id)
+    return run
+
+
+def list_runs(db: Session, *, limit: int = 50, status: str | None = None) -> list[TrainingRun]:
+    """Runs, newest first."""
+    query = select(TrainingRun).options(selectinload(TrainingRun.steps))
+    if status:
+        query = query.where(TrainingRun.status == status)
+    return list(db.scalars(query.order_by(TrainingRun.created_at.desc()).limit(limit)))
+
+
+def last_run(db: Session) -> TrainingRun | None:
+    """The newest run of any status."""
+    return db.scalar(select(TrainingRun).order_by(TrainingRun.created_at.desc()).limit(1))
+
+
+def finish_run(db: Session, *, run: TrainingRun, status: str, decision: str | None = None,
+               error: str | None = None) -> None:
+    """End a run (succeeded / skipped / failed) and release the one-live-run lock."""
+    run.status, run.finished_at, run.active_lock = status, utcnow(), None
+    run.decision = decision or run.decision
+    run.error = error if error is not None else run.error
+
+
+def add_steps(db: Session, *, run: TrainingRun, names: Sequence[str]) -> None:
+    """Create the missing steps of a run (idempotent)."""
+    have = {s.name for s in run.steps}
+    for name in names:
+        if name not in have:
+            run.steps.append(TrainingStep(name=name, status="pending"))
+    db.flush()
+
+
+def step(run: TrainingRun, name: str) -> TrainingStep:
+    """A step of a loaded run by name."""
+    found = next((s for s in run.steps if s.name == name), None)
+    if found is None:
+        raise NotFoundError("training step", f"{run.id}/{name}")
+    return found
+
+
+def stale_runs(db: Session, *, before: datetime) -> list[TrainingRun]:
+    """Live runs whose last heartbeat is older than `before` (their worker is gone)."""
+    return list(db.scalars(select(TrainingRun).where(
+        TrainingRun.active_lock.is_(True), TrainingRun.heartbeat_at < before)))
+
+
+def count_new_debates(db: Session, *, since: datetime | None, task: str | None = None,
+                      society_version: int | None = None) -> int:
+    """Completed, trainable debates created after `since`."""
+    query = select(func.count()).select_from(Debate).where(
+        Debate.status == "completed", Debate.source.in_(TRAINING_SOURCES))
+    if since is not None:
+        query = query.where(Debate.created_at > since)
+    if task:
+        query = query.where(Debate.task == task)
+    if society_version is not None:
+        query = query.where(Debate.society_version == society_version)
+    return int(db.scalar(query) or 0)
+
+
+def _record(debate: Debate) -> DebateRecord:
+    turns = tuple(TurnRecord(r.round, r.agent_index, r.role, r.lora_name,
+                             tuple(dict(m) for m in r.messages), r.text, r.parsed_answer)
+                  for r in debate.responses)
+    feedback = debate.feedback[-1].correct_answer if debate.feedback else None
+    return DebateRecord(str(debate.id), debate.question, debate.task, debate.created_at,
+                        debate.society_version, debate.agents, debate.rounds,
+                        debate.final_answer, debate.consensus, debate.reference_answer,
+                        feedback, turns)
+
+
+def debate_records(db: Session, *, task: str | None = None, since: datetime | None = None,
+                   until: datetime | None = None, society_versions: Sequence[int] | None = None,
+                   limit: int = 100_000) -> list[DebateRecord]:
+    """Completed user debates (with turns and labels) for curation, oldest first."""
+    query = select(Debate).where(Debate.status == "completed",
+                                 Debate.source.in_(TRAINING_SOURCES)).options(
+        selectinload(Debate.responses), selectinload(Debate.feedback))
+    if task:
+        query = query.where(Debate.task == task)
+    if since:
+        query = query.where(Debate.created_at >= since)
+    if until:
+        query = query.where(Debate.created_at < until)
+    if society_versions:
+        query = query.where(Debate.society_version.in_(list(society_versions)))
+    rows = db.scalars(query.order_by(Debate.created_at).limit(limit))
+    return [_record(d) for d in rows]

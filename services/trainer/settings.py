@@ -1,0 +1,70 @@
+"""Trainer settings (environment prefix MAFT_), read once per worker process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from maft.adapter_store import normalized_model_path
+from maft.settings import CommonSettings
+
+
+class TrainerSettings(CommonSettings):
+    """Where data, models and adapters live; training, evaluation and retraining defaults."""
+
+    broker_url: str = Field(default="redis://127.0.0.1:6379/0",
+                            description="Celery broker; `filesystem://` for the embedded default.")
+    model_path: Path | None = Field(default=None, description="Base model folder to train on.")
+    inference_model_path: str | None = Field(
+        default=None, description="The --model path vLLM serves (written into adapters).")
+    max_lora_rank: int = Field(default=16, description="Must match the inference server's.")
+    work_dir: Path | None = Field(default=None, description="Run datasets; default home/runs.")
+    default_agents: int = 3
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    learning_rate: float = 2e-4
+    epochs: int = 1
+    batch_size: int = 4
+    max_seq_len: int = 1024
+    train_dtype: str = "bfloat16"
+    w: float = 2 / 3
+    min_examples: int = Field(default=4, description="Fewer examples in all -> run skipped.")
+    eval_task: str = "arithmetic"
+    eval_task_options: dict[str, Any] = Field(
+        default_factory=lambda: {"terms": 2, "pattern": "+", "low": 0, "high": 10})
+    eval_size: int = 20
+    eval_seed: int = 1234
+    eval_rounds: int = 2
+    eval_max_tokens: int = 256
+    eval_temperature: float = 0.0
+    eval_concurrency: int = 8
+    promote_margin: float = Field(default=0.0, description="Allowed accuracy drop (0.05 = 5 pts).")
+    auto_retrain: bool = True
+    auto_retrain_threshold: int = Field(default=50, description="New debates that start a run.")
+    auto_retrain_interval_s: float = 300.0
+    run_lease_s: float = Field(default=900.0, description="No heartbeat this long: worker lost.")
+    inference_timeout_s: float = 600.0
+
+    @property
+    def model_dir(self) -> Path:
+        """The base model folder (same default as the inference service)."""
+        return self.model_path or self.home / "models" / "SmolLM2-135M-Instruct"
+
+    @property
+    def served_model_path(self) -> str:
+        """The path string vLLM was started with; adapters must name it as their base."""
+        return self.inference_model_path or normalized_model_path(self.model_dir)
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where each run keeps its curated datasets."""
+        return self.work_dir or self.home / "runs"
+
+
+@lru_cache
+def get_settings() -> TrainerSettings:
+    """The process-wide settings."""
+    return TrainerSettings()
