@@ -5,35 +5,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from maft.cli.client import call
 from maft.cli.settings import CliSettings
 
 console = Console()
-
-
-def post_debate(settings: CliSettings, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """POST /v1/debates; exits with a readable message on any failure."""
-    key = settings.resolved_key()
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    try:
-        response = httpx.post(f"{settings.gateway_url}/v1/debates", json=body, headers=headers,
-                              timeout=timeout)
-    except httpx.TransportError as exc:
-        console.print(f"[red]gateway at {settings.gateway_url} is not reachable ({exc}); "
-                      "start it with `maft up`[/red]")
-        raise typer.Exit(1) from None
-    if response.status_code >= 400:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text
-        console.print(f"[red]{response.status_code}: {escape(message)}[/red]")
-        raise typer.Exit(1)
-    return response.json()
 
 
 def _clip(text: str, full: bool) -> str:
@@ -80,7 +59,7 @@ def ask(
             if v is not None}
     if summarize:
         body["summarize"] = True
-    debate = post_debate(CliSettings(), body, timeout)
+    debate = call(CliSettings(), "POST", "/v1/debates", json=body, timeout=timeout)
     if as_json:
         console.print_json(json.dumps(debate))
     else:

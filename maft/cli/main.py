@@ -6,6 +6,7 @@ import typer
 
 from maft.cli.admin import db_app, keys_app
 from maft.cli.ask import ask
+from maft.cli.train import adapters_app, train_app
 from maft.cli.up import up
 
 app = typer.Typer(help="MAFT: answers from a debate among self-improving agents.",
@@ -14,6 +15,8 @@ app.command()(up)
 app.command()(ask)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(train_app, name="train")
+app.add_typer(adapters_app, name="adapters")
 
 if __name__ == "__main__":
     app()

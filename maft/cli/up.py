@@ -15,6 +15,7 @@ import httpx
 import typer
 from rich.console import Console
 
+from maft import queue
 from maft.cli.admin import create_key, upgrade_database
 from maft.cli.settings import CliSettings
 
@@ -99,7 +100,9 @@ def children(settings: CliSettings, model: Path, host: str, port: int, inference
     logs, inference_url = settings.home / "logs", f"http://{host}:{inference_port}"
     common = {"MAFT_HOME": str(settings.home), "MAFT_BASE_MODEL_NAME": settings.base_model_name,
               "MAFT_ADAPTER_STORE": str(settings.adapter_dir), "MAFT_DATABASE_URL": settings.db_url,
-              "MAFT_INFERENCE_URL": inference_url}
+              "MAFT_INFERENCE_URL": inference_url,
+              # The embedded default needs no Redis: Celery's filesystem transport under home.
+              "MAFT_BROKER_URL": "filesystem://"}
     inference = Child("inference", [sys.executable, "-m", "services.inference", "serve"],
                       {**common, "MAFT_MODEL_PATH": str(model), "MAFT_HOST": host,
                        "MAFT_PORT": str(inference_port)}, logs / "inference.log")
@@ -107,7 +110,12 @@ def children(settings: CliSettings, model: Path, host: str, port: int, inference
                                 "services.gateway.main:app_factory", "--host", host,
                                 "--port", str(port)],
                     {**common, "MAFT_AUTH_DISABLED": str(no_auth).lower()}, logs / "gateway.log")
-    return [inference, gateway]
+    trainer = Child("trainer", [sys.executable, "-m", "celery", "-A", "services.trainer.worker",
+                                "worker", "--beat", "-Q", queue.TRAINING_QUEUE, "-c", "1",
+                                "--loglevel", "INFO", "-s",
+                                str(settings.home / "celerybeat-schedule")],
+                    {**common, "MAFT_MODEL_PATH": str(model)}, logs / "trainer.log")
+    return [inference, gateway, trainer]
 
 
 def wait_ready(url: str, procs: list[Child], timeout: float) -> None:
@@ -161,7 +169,7 @@ def up(
     = False,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 900,
 ) -> None:
-    """Start the whole product on this machine (vLLM on CPU or GPU, gateway, SQLite)."""
+    """Start the whole product here: vLLM (CPU or GPU), gateway, trainer worker, SQLite."""
     settings = CliSettings()
     signal.signal(signal.SIGTERM, _interrupt)  # stop the children on SIGTERM too
     upgrade_database(settings)
@@ -172,7 +180,7 @@ def up(
     try:
         for child in procs:
             child.start()
-        console.print(f"starting inference and gateway; logs in {settings.home / 'logs'}")
+        console.print(f"starting inference, gateway and trainer; logs in {settings.home / 'logs'}")
         wait_ready(url, procs, ready_timeout)
         banner(url, key)
         while all(c.alive() for c in procs):

