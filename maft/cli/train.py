@@ -51,7 +51,7 @@ def watch(settings: CliSettings, run_id: str, interval: float = 2.0) -> dict[str
                     bars[step["name"]] = progress.add_task(step["name"], total=1.0, s="")
                 progress.update(bars[step["name"]], completed=step["progress"], s=step["status"])
             if run["status"] in ENDED:
-                return run  # type: ignore[no-any-return]
+                return run
             time.sleep(interval)
 
 

@@ -61,7 +61,7 @@ def save_fresh_lora(base_model_path: Path, out_dir: Path, lora: LoraConfigSpec) 
     model = AutoModelForCausalLM.from_pretrained(base_model_path)
     config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
-    get_peft_model(model, config).save_pretrained(out_dir)
+    get_peft_model(model, config).save_pretrained(str(out_dir))
 
 
 def build_adapter(ctx: TrainerContext, *, examples: list[dict[str, Any]], out: Path,

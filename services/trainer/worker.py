@@ -56,7 +56,7 @@ def enqueue(steps: list[Next]) -> None:
         app.send_task(name, args=list(args), queue=queue.TRAINING_QUEUE)
 
 
-class RunTask(Task):  # type: ignore[misc]
+class RunTask(Task):
     """A run step: when it fails for good, the run is marked failed (the society is untouched)."""
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any,

