@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make up` (the product) and `make test` (the tests).
-.PHONY: install up test lint bench
+.PHONY: install up test lint bench deploy-check
 
 .venv/.installed: pyproject.toml scripts/install.sh
 	bash scripts/install.sh
@@ -18,3 +18,7 @@ lint: .venv/.installed
 
 bench: .venv/.installed
 	.venv/bin/python bench/debate_latency.py
+
+# The deployment files (compose, k8s overlays, Dockerfiles); also part of `make test`.
+deploy-check: .venv/.installed
+	.venv/bin/python -m pytest -q tests/deploy
