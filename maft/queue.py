@@ -21,10 +21,12 @@ TASK_REAP = "maft.training.reap_stale_runs"
 def filesystem_broker_options(home: Path) -> dict[str, Any]:
     """kombu's filesystem transport under `home/broker`: the embedded default, no Redis needed."""
     folder = home / "broker"
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
+    # control_folder defaults to ./control in the current directory: keep it under home too.
     return {"data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
-            "processed_folder": str(folder / "processed"), "store_processed": False}
+            "processed_folder": str(folder / "processed"), "store_processed": False,
+            "control_folder": str(folder / "control")}
 
 
 def celery_config(broker_url: str, home: Path, *, publish_timeout_s: float = 5.0

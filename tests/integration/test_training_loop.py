@@ -102,7 +102,8 @@ async def test_run_trains_gates_promotes_and_the_next_debate_uses_it(
         after = (await client.post("/v1/debates", json={"question": "What is 2+2?"})).json()
     assert run["decision"] == "promote" and adapters["active_version"] == version
     stats = run["dataset_stats"]["agents"]
-    assert stats["generator-0"]["size"] == 5 and stats["critic-2"]["counts"]["C-"] == 1
+    assert stats["generator-0"]["size"] == 6 and stats["generator-1"]["size"] == 4
+    assert stats["critic-2"]["counts"]["C-"] == 2 and stats["critic-2"]["counts"]["C+"] == 1
     assert all(s["status"] == "done" for s in run["steps"]), run["steps"]
     assert {"active", "candidate"} <= set(run["evaluation"])
     first = debate["transcript"][0]["responses"]
@@ -164,7 +165,7 @@ async def test_killed_pool_process_is_retried_without_double_publishing(
     w = worker(workers, pg_url, vllm_tiny, tmp_path)
     async with gateway_client(settings, keys.admin) as client:
         started = await client.post("/v1/training-runs", json={
-            "hyperparameters": {"max_steps": 300}})
+            "hyperparameters": {"max_steps": 40}})
         await wait_run(client, started.json()["id"], until=_training)
         for pid in w.children():
             os.kill(pid, signal.SIGKILL)
@@ -183,7 +184,7 @@ async def test_killed_worker_leaves_the_society_and_the_run_is_failed(
     first = worker(workers, pg_url, vllm_tiny, tmp_path)
     async with gateway_client(settings, keys.admin) as client:
         started = await client.post("/v1/training-runs", json={
-            "hyperparameters": {"max_steps": 300}})
+            "hyperparameters": {"max_steps": 40}})
         run_id = started.json()["id"]
         await wait_run(client, run_id, until=_training)
         first.kill()
