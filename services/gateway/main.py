@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 
@@ -29,6 +30,7 @@ def _open(app: FastAPI, settings: GatewaySettings) -> None:
     app.state.engine, app.state.store, app.state.inference = engine, store, inference
     app.state.debates = DebateService(store=store, backend=inference, settings=settings)
     app.state.training_queue = TrainingQueue(settings)
+    app.state.jobs = set()  # streamed debates still running
 
 
 @asynccontextmanager
@@ -41,6 +43,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         await app.state.store.call(crud.ensure_base_society,
                                    base_model_name=settings.base_model_name)
+        stale = datetime.now(UTC) - timedelta(seconds=settings.debate_timeout_s)
+        await app.state.store.call(crud.fail_stale_debates, before=stale)
     except Exception as exc:  # the DB may come up later; /readyz reports it
         log.warning("could not record the base society yet: %s", exc)
     yield

@@ -174,3 +174,23 @@ async def test_training_run_options_are_validated(offline_settings: GatewaySetti
     assert bad_w.status_code == 422 and "w" in bad_w.json()["error"]["message"]
     assert bad_agent.status_code == 422 and "generator-<n>" in bad_agent.json()["error"]["message"]
     assert unknown.status_code == 404 and forbidden.status_code == 403
+
+
+async def test_debates_left_running_by_a_dead_gateway_are_failed_at_startup(
+        offline_settings: GatewaySettings, offline_db: sessionmaker[Session]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from maft.db import crud
+    from maft.debate import DebateConfig
+
+    with offline_db() as db, db.begin():
+        old = crud.create_debate(db, question="q", task="numeric", config=DebateConfig(),
+                                 society_version=0)
+        old.created_at = datetime.now(UTC) - timedelta(hours=2)
+        fresh = crud.create_debate(db, question="q2", task="numeric", config=DebateConfig(),
+                                   society_version=0)
+    async with gateway_client(offline_settings.model_copy(update={"auth_disabled": True})) as c:
+        stale = (await c.get(f"/v1/debates/{old.id}")).json()
+        running = (await c.get(f"/v1/debates/{fresh.id}")).json()
+    assert stale["status"] == "failed" and "interrupted" in stale["error"]
+    assert running["status"] == "running"

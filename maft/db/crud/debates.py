@@ -123,3 +123,13 @@ def add_feedback(db: Session, *, debate_id: uuid.UUID, correct_answer: str,
     db.add(feedback)
     db.flush()
     return feedback
+
+
+def fail_stale_debates(db: Session, *, before: datetime) -> int:
+    """Mark debates still 'running' since before `before` as failed (their gateway died)."""
+    stale = db.scalars(select(Debate).where(Debate.status == "running",
+                                            Debate.created_at < before)).all()
+    for debate in stale:
+        debate.status, debate.finished_at = "failed", utcnow()
+        debate.error = "interrupted: the gateway stopped before the debate finished"
+    return len(stale)

@@ -97,7 +97,7 @@ async def chat_completions(body: ChatRequest, request: Request, principal: Query
     if body.stream:
         stream = _Stream(body.model, debate_id)
         job = asyncio.create_task(stream.drive(service, debate_request, roster))
-        request.app.state.__dict__.setdefault("jobs", set()).add(job)
+        request.app.state.jobs.add(job)  # keep a reference until the debate ends
         job.add_done_callback(request.app.state.jobs.discard)
         return StreamingResponse(stream.events(), media_type="text/event-stream")
     try:
