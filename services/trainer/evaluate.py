@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from maft import queue
 from maft.db import crud
-from maft.debate import DebateConfig, Roster, run_debate
+from maft.debate import DebateConfig, DebateOutcome, Roster, run_debate
 from maft.exceptions import DebateFailedError
-from maft.inference_client import InferenceClient, Sampling
+from maft.inference_client import ChatBackend, InferenceClient, Sampling
 from maft.tasks import Problem, Task, get_task, split_of
 from maft.training_options import RunOptions
 from services.trainer.context import Next, TrainerContext
@@ -63,22 +64,29 @@ def _rosters(db: Session, *, run_id: uuid.UUID) -> tuple[Roster, Roster]:
     return active, crud.roster_of(crud.get_society(db, version=run.candidate_society_version))
 
 
-async def score(roster: Roster, data: EvalSet, config: DebateConfig, client: InferenceClient,
-                concurrency: int, progress: Any = None) -> dict[str, Any]:
-    """Accuracy (with standard error) of a society's debates on the held-out set."""
+async def score(roster: Roster, data: EvalSet, config: DebateConfig, client: ChatBackend,
+                concurrency: int, progress: Any = None,
+                on_outcome: Callable[[int, DebateOutcome], None] | None = None
+                ) -> dict[str, Any]:
+    """Accuracy (with standard error) of a society's debates on the held-out set.
+
+    `on_outcome(i, outcome)` sees each finished debate of `data.problems[i]` (e.g. to save it).
+    """
     gate, done = asyncio.Semaphore(concurrency), 0
 
-    async def one(problem: Problem) -> str | None:
+    async def one(index: int, problem: Problem) -> str | None:
         nonlocal done
         async with gate:
             outcome = await run_debate(problem.question, task=data.task, config=config,
                                        roster=roster, backend=client)
         done += 1
+        if on_outcome:
+            on_outcome(index, outcome)
         if progress:
             progress(done, len(data.problems))
         return outcome.final_answer
 
-    answers = await asyncio.gather(*(one(p) for p in data.problems))
+    answers = await asyncio.gather(*(one(i, p) for i, p in enumerate(data.problems)))
     right = sum(data.task.is_correct(a, p.answer) for a, p in zip(answers, data.problems,
                                                                   strict=True))
     n = len(data.problems)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,9 @@ from services.trainer.training import ChatExample, LoraConfigSpec, TrainConfig, 
 def train_config(ctx: TrainerContext, options: RunOptions) -> TrainConfig:
     """Hyperparameters: the run's options over the trainer's defaults."""
     s, h = ctx.settings, options.hyperparameters
-    lora = LoraConfigSpec(rank=h.rank or s.lora_rank, alpha=h.alpha or s.lora_alpha,
-                          **({"target_modules": tuple(h.target_modules)}
-                             if h.target_modules else {}))
+    lora = LoraConfigSpec(rank=h.rank or s.lora_rank, alpha=h.alpha or s.lora_alpha)
+    if h.target_modules:
+        lora = replace(lora, target_modules=tuple(h.target_modules))
     return TrainConfig(lora=lora, learning_rate=h.learning_rate or s.learning_rate,
                        epochs=h.epochs or s.epochs, batch_size=h.batch_size or s.batch_size,
                        max_seq_len=h.max_seq_len or s.max_seq_len, seed=options.seed,

@@ -1,0 +1,101 @@
+"""Reading a collection the way a method answers: predictions, accuracy, labels, curation input."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from maft.curation import DebateRecord, TurnRecord
+from maft.tasks import Task
+from maft.voting import majority_vote
+from services.trainer.experiment.methods import Play
+
+EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def round_turns(record: dict[str, Any], round_no: int, agents: int) -> list[dict[str, Any]]:
+    """The turns of one round of agents 0..agents-1, in agent order (summaries excluded)."""
+    turns = [t for t in record["turns"] if t["round"] == round_no and t["role"] != "summarizer"
+             and t["agent_index"] < agents]
+    return sorted(turns, key=lambda t: t["agent_index"])
+
+
+def prediction(record: dict[str, Any], play: Play, agents: int, task: Task) -> str | None:
+    """The answer a method of this play gives, read from a (possibly larger) debate."""
+    if play == "single":
+        return round_turns(record, 1, 1)[0]["answer"]
+    if play == "majority":
+        answers = [t["answer"] for t in round_turns(record, 1, agents)]
+        return majority_vote(answers, task.equivalent).answer
+    return record["final_answer"]
+
+
+def consensus(record: dict[str, Any], play: Play, agents: int, task: Task) -> float | None:
+    """Share of agents agreeing with the vote of the play's last round (None for one agent)."""
+    if play == "single":
+        return None
+    last = 1 if play == "majority" else max(t["round"] for t in record["turns"])
+    answers = [t["answer"] for t in round_turns(record, last, agents)]
+    return majority_vote(answers, task.equivalent).consensus
+
+
+def accuracy(correct: Sequence[bool]) -> dict[str, Any]:
+    """Accuracy with its binomial standard error, and the per-question outcomes."""
+    n = len(correct)
+    p = sum(correct) / n if n else 0.0
+    return {"accuracy": p, "stderr": math.sqrt(p * (1 - p) / n) if n else None, "n": n,
+            "correct": int(sum(correct)), "per_question": [int(c) for c in correct]}
+
+
+def paired(a: Sequence[int], b: Sequence[int]) -> dict[str, Any]:
+    """Mean of a - b over the same questions, with the standard error of paired differences."""
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    n = len(diffs)
+    mean = sum(diffs) / n if n else 0.0
+    var = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else 0.0
+    se = math.sqrt(var / n) if n else 0.0
+    return {"diff": mean, "stderr": se, "n": n, "within_noise": abs(mean) <= 2 * se}
+
+
+def score_play(records: Sequence[dict[str, Any]], play: Play, agents: int,
+               task: Task) -> dict[str, Any]:
+    """Accuracy of a play over a collection, with mean consensus and truncation rate."""
+    preds = [prediction(r, play, agents, task) for r in records]
+    result = accuracy([task.is_correct(p, r["reference"]) for p, r in zip(preds, records,
+                                                                         strict=True)])
+    shares = [c for r in records if (c := consensus(r, play, agents, task)) is not None]
+    result["consensus"] = sum(shares) / len(shares) if shares else None
+    result["unparsed"] = sum(p is None for p in preds) / len(preds) if preds else 0.0
+    return result
+
+
+def _turn_record(turn: dict[str, Any]) -> TurnRecord:
+    return TurnRecord(turn["round"], turn["agent_index"], turn["role"], turn["lora_name"],
+                      tuple(dict(m) for m in turn["messages"]), turn["text"], turn["answer"])
+
+
+def debate_records(records: Sequence[dict[str, Any]], *, play: Play, agents: int,
+                   task: Task, key: str) -> list[DebateRecord]:
+    """Curation input: the play's view of each debate, labelled by its own vote only (the
+    reference answer is withheld: MAFT is unsupervised)."""
+    rounds = 1 if play == "majority" else max(t["round"] for r in records for t in r["turns"])
+    out = []
+    for r in records:
+        turns = [_turn_record(t) for t in r["turns"] if t["round"] <= rounds
+                 and t["agent_index"] < agents]
+        out.append(DebateRecord(
+            id=f"{key}:{r['index']}", question=r["question"], task=task.name,
+            created_at=EPOCH + timedelta(seconds=r["index"]), society_version=0, agents=agents,
+            rounds=rounds, final_answer=prediction(r, play, agents, task),
+            consensus=consensus(r, play, agents, task), reference_answer=None,
+            feedback_answer=None, turns=tuple(turns)))
+    return out
+
+
+def label_accuracy(records: Sequence[dict[str, Any]], play: Play, agents: int,
+                   task: Task) -> float:
+    """How often the unsupervised label (the play's vote) is the true answer."""
+    hits = [task.is_correct(prediction(r, play, agents, task), r["reference"]) for r in records]
+    return sum(hits) / len(hits) if hits else 0.0
