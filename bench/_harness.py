@@ -191,7 +191,7 @@ def activate(home: Path, version: int, reason: str) -> None:
 
 
 def install_noop_society(home: Path, src: Path, *, base_name: str, model_root: str,
-                         agents: int) -> Roster:
+                         agents: int, activate: bool = True) -> Roster:
     """Publish 2N copies of `src` (gen-i@vK, crit-i@vK) into home/adapters, record, activate."""
     store, sessions = AdapterStore(home / "adapters"), _db_sessions(home)
     with transaction(sessions) as db:
@@ -210,7 +210,8 @@ def install_noop_society(home: Path, src: Path, *, base_name: str, model_root: s
     with transaction(sessions) as db:
         crud.add_society(db, version=version, base_model_name=base_name, agents=agents,
                          adapters=rows, status="candidate")
-        crud.activate_society(db, version=version, reason="bench/debate_latency.py")
+        if activate:
+            crud.activate_society(db, version=version, reason="bench/debate_latency.py")
     return Roster(version, tuple(names["generator"]), tuple(names["critic"]), base_name)
 
 

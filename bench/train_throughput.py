@@ -14,8 +14,8 @@ Each runner is its own subprocess (peak RSS is per process), warms up for `--war
 steps, then trains again from a fresh model, timed from the first to the last step (model
 loading and saving excluded), in wall and in process CPU seconds (the latter is steadier on a
 shared machine). Runners alternate order per repetition; medians are reported.
-Metric 2 (seconds from society promotion to the first debate served by the new society) has its
-place below: `promotion_to_first_debate`.
+Metric 2: seconds from society promotion (the active-society pointer flipped) to the first
+debate served by the new society, on the embedded product (bench/_promotion.py).
 
     python bench/train_throughput.py [--steps 16] [--examples 64] [--model-path DIR] [--repeats 1]
 """
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "bench")]
 
 RUNNERS = ("ours", "trainer", "trainer-grouped")
 GSM8K = Path(os.environ.get("MAFT_GSM8K", REPO_ROOT.parent / "shared/datasets/gsm8k/train.jsonl"))
@@ -213,10 +213,14 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def promotion_to_first_debate(args: argparse.Namespace) -> dict[str, Any] | None:
-    """Metric 2 (to be added by the lead): seconds from society promotion to the first debate
-    served by the new society. Return its JSON section; None until implemented."""
-    return None
+def promotion_table(result: dict[str, Any]) -> str:
+    """Metric 2's printed line."""
+    m = result["median"]
+    ok = "ok" if m["flip_to_first_debate_s"] <= result["target_s"] else "MISS"
+    return (f"promotion -> first debate on the new society: {m['flip_to_first_debate_s']:.2f} s "
+            f"(target <= {result['target_s']:.0f} s: {ok}); that debate {m['first_debate_s']:.2f} s"
+            f" vs a warm debate {m['warm_debate_s']:.2f} s (switching cost "
+            f"{result['switch_cost_s']:+.2f} s); median of {len(result['runs'])}")
 
 
 def throughput(args: argparse.Namespace, model: Path) -> dict[str, Any]:
@@ -264,6 +268,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gsm8k", type=Path, default=GSM8K)
     p.add_argument("--out", type=Path, default=REPO_ROOT / "bench/results/train_throughput.json")
+    p.add_argument("--skip-promotion", action="store_true", help="metric 1 only")
     p.add_argument("--worker", choices=RUNNERS, help=argparse.SUPPRESS)
     p.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -284,9 +289,13 @@ def main() -> None:
     env = environment()
     metrics = throughput(args, model)
     env["loadavg_after"] = os.getloadavg()
-    report = {"environment": env, "train_throughput": metrics,
-              "promotion_to_first_debate": promotion_to_first_debate(args)}
+    report: dict[str, Any] = {"environment": env, "train_throughput": metrics}
     print(table(metrics["summary"]))
+    if not args.skip_promotion:
+        from _promotion import promotion_to_first_debate
+
+        report["promotion_to_first_debate"] = promotion_to_first_debate(model)
+        print(promotion_table(report["promotion_to_first_debate"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -209,7 +209,9 @@ def run_experiment(config: ExperimentConfig, runtime: Runtime, command: list[str
         state.save()
 
         async def main() -> None:
-            client = InferenceClient(endpoint.url, timeout=runtime.request_timeout_s)
+            # A busy CPU server can take long to accept a connection; an offline run can wait.
+            client = InferenceClient(endpoint.url, timeout=runtime.request_timeout_s,
+                                     connect_timeout=120.0)
             try:
                 scorer = Scorer(runtime.model_path, trainer.local_dir, endpoint.base_name)
                 run = Run(config, runtime, state, endpoint, progress, client, task, scorer,
