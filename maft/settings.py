@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +20,9 @@ class CommonSettings(BaseSettings):
     inference_url: str = "http://127.0.0.1:8001"
     base_model_name: str = Field(default="SmolLM2-135M-Instruct",
                                  description="Name vLLM serves the base model under.")
+    inference_api_key: SecretStr | None = Field(
+        default=None, description="Bearer key vLLM requires on /v1 (its VLLM_API_KEY); set it "
+        "wherever anything but the gateway and the trainer can reach inference.")
     adapter_store: Path | None = Field(
         default=None, description="Folder of adapter versions (one folder per lora_name).")
 
@@ -27,6 +30,11 @@ class CommonSettings(BaseSettings):
     def db_url(self) -> str:
         """The database URL, defaulting to a SQLite file under `home`."""
         return self.database_url or f"sqlite:///{self.home / 'maft.db'}"
+
+    @property
+    def inference_key(self) -> str | None:
+        """The inference API key in clear, for the clients that send it."""
+        return self.inference_api_key.get_secret_value() if self.inference_api_key else None
 
     @property
     def adapter_dir(self) -> Path:

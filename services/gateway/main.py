@@ -26,7 +26,8 @@ log = logging.getLogger("maft.gateway")
 def _open(app: FastAPI, settings: GatewaySettings) -> None:
     engine = make_engine(settings.db_url)
     store = Store(make_session_factory(engine))
-    inference = InferenceClient(settings.inference_url, timeout=settings.inference_timeout_s)
+    inference = InferenceClient(settings.inference_url, timeout=settings.inference_timeout_s,
+                                api_key=settings.inference_key)
     app.state.engine, app.state.store, app.state.inference = engine, store, inference
     app.state.debates = DebateService(store=store, backend=inference, settings=settings)
     app.state.training_queue = TrainingQueue(settings)

@@ -52,6 +52,8 @@ def build_env(settings: InferenceSettings, *, cpu: bool,
         "VLLM_LORA_RESOLVER_CACHE_DIR": str(settings.adapter_dir.absolute()),
         "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
     }
+    if settings.inference_key:  # in the environment, not argv: `ps` would show it
+        env["VLLM_API_KEY"] = settings.inference_key
     if cpu:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(settings.cpu_kvcache_gib)
     return env

@@ -102,7 +102,8 @@ async def _compare(ctx: TrainerContext, data: EvalSet, active: Roster, candidate
     agents = min(len(active.generators), len(candidate.generators))
     config = DebateConfig(agents=agents, rounds=s.eval_rounds, sampling=Sampling(
         temperature=s.eval_temperature, top_p=1.0, max_tokens=s.eval_max_tokens))
-    client = InferenceClient(s.inference_url, timeout=s.inference_timeout_s)
+    client = InferenceClient(s.inference_url, timeout=s.inference_timeout_s,
+                             api_key=s.inference_key)
     total = 2 * len(data.problems)
     try:
         before = await score(active, data, config, client, s.eval_concurrency,

@@ -35,9 +35,9 @@ def _flip(db: Session, *, run_id: uuid.UUID) -> list[str]:
     return names
 
 
-async def prewarm(url: str, names: list[str]) -> None:
+async def prewarm(url: str, names: list[str], api_key: str | None = None) -> None:
     """Ask inference to load the new adapters now, so the next debate does not wait for it."""
-    client = InferenceClient(url, timeout=120)
+    client = InferenceClient(url, timeout=120, api_key=api_key)
     try:
         for name in names:
             await client.ensure_loadable(name)
@@ -52,6 +52,6 @@ def publish_run(ctx: TrainerContext, run_id: uuid.UUID) -> None:
     names = ctx.call(_flip, run_id=run_id)
     if names:
         try:
-            asyncio.run(prewarm(ctx.settings.inference_url, names))
+            asyncio.run(prewarm(ctx.settings.inference_url, names, ctx.settings.inference_key))
         except InferenceError as exc:  # replicas also load on first use; this only saves time
             log.warning("prewarming adapters failed: %s", exc)

@@ -48,7 +48,8 @@ OVERLAYS = ("cpu-dev", "gpu-prod")
 K8S_VERSIONS = ("1.30.0", "1.37.0")
 DOCKERFILES = {name: ROOT / "docker" / f"{name}.Dockerfile"
                for name in ("gateway", "inference", "trainer")}
-TEST_ENV = {"POSTGRES_PASSWORD": "test-pg-password", "REDIS_PASSWORD": "test-redis-password"}
+TEST_ENV = {"POSTGRES_PASSWORD": "test-pg-password", "REDIS_PASSWORD": "test-redis-password",
+            "INFERENCE_API_KEY": "test-inference-key"}
 MAFT_IMAGES = {"maft-gateway": "gateway", "maft-inference": "inference",
                "maft-trainer": "trainer"}
 

