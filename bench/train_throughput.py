@@ -66,7 +66,7 @@ def run_ours(spec: dict[str, Any], steps: int) -> dict[str, Any]:
     from services.trainer.training import ChatExample, TrainConfig, train_lora
 
     config = TrainConfig(batch_size=spec["batch_size"], max_steps=steps, dtype=spec["dtype"],
-                         threads=spec["threads"], seed=spec["seed"])
+                         threads=spec["threads"], seed=spec["seed"], device=spec["device"])
     with tempfile.TemporaryDirectory() as out:
         result = train_lora(base_model_path=Path(spec["model"]), out_dir=Path(out),
                             examples=[ChatExample(m) for m in spec["chats"]], config=config)
@@ -110,8 +110,8 @@ def _trainer_args(out: str, spec: dict[str, Any], steps: int, grouped: bool) -> 
         output_dir=out, per_device_train_batch_size=spec["batch_size"], max_steps=steps,
         learning_rate=2e-4, warmup_steps=0.03, lr_scheduler_type="linear", weight_decay=0.0,
         max_grad_norm=1.0, logging_steps=1, save_strategy="no", report_to="none",
-        seed=spec["seed"], use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
-        remove_unused_columns=False,
+        seed=spec["seed"], use_cpu=spec["device"] == "cpu", dataloader_num_workers=0,
+        disable_tqdm=True, remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if grouped else "random")
 
 
@@ -166,6 +166,10 @@ def worker(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         once(spec["warmup_steps"])
     result = once(spec["steps"])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if spec["device"] == "cuda":  # device memory is what limits a GPU run
+        import torch
+
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
     return {"runner": name, **result, "tokens_per_s": result["tokens"] / result["seconds"],
             "tokens_per_cpu_s": result["tokens"] / result["cpu_seconds"],
             "peak_rss_mb": round(peak_mb), "threads": threads}
@@ -203,7 +207,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def table(summary: dict[str, dict[str, Any]]) -> str:
     """The report table; ratios are ours / that runner, per wall second and per CPU second."""
     lines = [f"{'runner':16s} {'tokens/s':>9s} {'ours/this':>9s} {'tok/CPU-s':>9s} "
-             f"{'ours/this':>9s} {'tokens':>7s} {'loss tok':>8s} {'peak RSS MB':>11s}"]
+             f"{'ours/this':>9s} {'tokens':>7s} {'loss tok':>8s} {'peak MB':>11s}"]
     for name, s in summary.items():
         wall, cpu = (f"{s[f'ours_ratio_{k}'] or 0:.2f}" for k in ("tokens_per_s",
                                                                  "tokens_per_cpu_s"))
@@ -227,11 +231,12 @@ def throughput(args: argparse.Namespace, model: Path) -> dict[str, Any]:
     """Metric 1: every runner `--repeats` times, alternating order; runs and medians."""
     from services.trainer.torch_runtime import resolve_device, resolve_dtype
 
-    dtype = str(resolve_dtype(args.dtype, resolve_device("cpu"))).removeprefix("torch.")
+    device = resolve_device(args.device)
+    dtype = str(resolve_dtype(args.dtype, device)).removeprefix("torch.")
     examples = args.examples or args.steps * args.batch_size
     spec = {"model": str(model), "chats": chats(args.gsm8k, examples), "steps": args.steps,
             "batch_size": args.batch_size, "dtype": dtype, "threads": args.threads,
-            "seed": args.seed, "warmup_steps": args.warmup_steps}
+            "seed": args.seed, "warmup_steps": args.warmup_steps, "device": device.type}
     runs: list[dict[str, Any]] = []
     with tempfile.NamedTemporaryFile("w", suffix=".json") as spec_file:
         json.dump(spec, spec_file)
@@ -263,6 +268,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup-steps", type=int, default=1, help="untimed steps first")
     p.add_argument("--repeats", type=int, default=1, help="runs per runner (medians)")
     p.add_argument("--runners", type=lambda s: s.split(","), default=list(RUNNERS))
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--dtype", default="auto", help="base weights: auto|bfloat16|float32")
     p.add_argument("--threads", type=int, help="torch threads (default: available cores)")
     p.add_argument("--seed", type=int, default=0)
