@@ -15,9 +15,13 @@ transformers.__version__, 'peft', peft.__version__)" | tee -a "$OUT/gpu.txt"
 $PY bench/random_model.py "$SRC" /tmp/m135
 $PY bench/random_model.py "$SRC" /tmp/m1700 --hidden 2048 --intermediate 8192 --layers 24 \
     --heads 32 --kv-heads 32
+# transformers before train_sampling_strategy: no grouped baseline
+RUNNERS=ours,trainer,trainer-grouped
+$PY -c "import transformers as t, sys; sys.exit('train_sampling_strategy' not in \
+t.TrainingArguments.__dataclass_fields__)" || RUNNERS=ours,trainer
 run() {  # name model steps batch
     $PY bench/train_throughput.py --device cuda --model-path "$2" --gsm8k "$GSM8K" \
-        --skip-promotion --steps "$3" --batch-size "$4" --warmup-steps 2 --repeats 2 \
+        --skip-promotion --steps "$3" --batch-size "$4" --warmup-steps 2 --repeats 2 --runners "$RUNNERS" \
         --out "$OUT/train_$1.json" 2>&1 | grep -v -i "warn" | tail -8
 }
 run 135m /tmp/m135 32 16
