@@ -13,6 +13,9 @@ from typing import Any
 from maft.debate import DebateConfig
 from maft.inference_client import Sampling
 from services.trainer.experiment.methods import ALL_METHODS, SPECS, MethodSpec
+from services.trainer.training_config import LoraConfigSpec, TrainConfig
+
+_LORA, _TRAIN = LoraConfigSpec(), TrainConfig()  # one source for the trainer's defaults
 
 DEFAULT_TASK_OPTIONS: dict[str, Any] = {"terms": 2, "pattern": "+", "low": 0, "high": 30}
 
@@ -21,12 +24,12 @@ DEFAULT_TASK_OPTIONS: dict[str, Any] = {"terms": 2, "pattern": "+", "low": 0, "h
 class TrainingConfig:
     """LoRA and optimiser settings for every adapter the experiment trains."""
 
-    rank: int = 8
-    alpha: int = 16
-    learning_rate: float = 2e-4
-    epochs: int = 1
-    batch_size: int = 4
-    max_seq_len: int = 1024
+    rank: int = _LORA.rank
+    alpha: int = _LORA.alpha
+    learning_rate: float = _TRAIN.learning_rate
+    epochs: int = _TRAIN.epochs
+    batch_size: int = _TRAIN.batch_size
+    max_seq_len: int = _TRAIN.max_seq_len
     dtype: str = "auto"  # bf16 only where native (see services.trainer.training_config)
     max_steps: int | None = None
 
