@@ -10,6 +10,10 @@ from pydantic import Field
 
 from maft.adapter_store import normalized_model_path
 from maft.settings import CommonSettings
+from services.trainer.training_config import DTYPES, LoraConfigSpec, TrainConfig
+
+# One source of truth for hyperparameter defaults: the trainer's own config dataclasses.
+_LORA, _TRAIN = LoraConfigSpec(), TrainConfig()
 
 
 class TrainerSettings(CommonSettings):
@@ -23,13 +27,15 @@ class TrainerSettings(CommonSettings):
     max_lora_rank: int = Field(default=16, description="Must match the inference server's.")
     work_dir: Path | None = Field(default=None, description="Run datasets; default home/runs.")
     default_agents: int = 3
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    learning_rate: float = 2e-4
-    epochs: int = 1
-    batch_size: int = 4
-    max_seq_len: int = 1024
-    train_dtype: str = "bfloat16"
+    lora_rank: int = _LORA.rank
+    lora_alpha: int = _LORA.alpha
+    learning_rate: float = _TRAIN.learning_rate
+    epochs: int = _TRAIN.epochs
+    batch_size: int = _TRAIN.batch_size
+    max_seq_len: int = _TRAIN.max_seq_len
+    train_dtype: str = Field(
+        default=_TRAIN.dtype, pattern="^(" + "|".join(DTYPES) + ")$",
+        description="Base-weight dtype; `auto` = bf16 where the hardware has it, else fp32.")
     w: float = 2 / 3
     min_examples: int = Field(default=4, description="Fewer examples in all -> run skipped.")
     eval_task: str = "arithmetic"
