@@ -212,3 +212,33 @@ def test_write_report_writes_json_and_plots(tmp_path: Path) -> None:
     assert saved["config"]["test_size"] == 5 and saved["environment"]["python"]
     for name in ("accuracy_vs_iteration.png", "diversity_vs_iteration.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def _agent_turn(round_no: int, agent: int, answer: str | None) -> dict[str, Any]:
+    return {"round": round_no, "agent_index": agent, "answer": answer,
+            "role": "generator" if round_no == 1 else "critic"}
+
+
+def test_per_agent_accuracy_shows_where_the_critics_lose_answers(tmp_path: Path) -> None:
+    state = finished_state(tmp_path)
+    (tmp_path / "collections").mkdir()
+    debates = [  # reference 5: round 1 has 2 of 3 agents right, the critics 1 of 3
+        {"index": 0, "reference": "5", "turns": [
+            _agent_turn(1, 0, "5"), _agent_turn(1, 1, "5"), _agent_turn(1, 2, "4"),
+            _agent_turn(2, 0, "4"), _agent_turn(2, 1, "5"), _agent_turn(2, 2, None)]},
+        {"index": 1, "reference": "5", "turns": [
+            _agent_turn(1, 0, "5"), _agent_turn(1, 1, "3"), _agent_turn(1, 2, "5"),
+            _agent_turn(2, 0, "4"), _agent_turn(2, 1, "5"), _agent_turn(2, 2, "3")]}]
+    (tmp_path / "collections" / "c.jsonl").write_text(
+        "\n".join(json.dumps(d) for d in debates) + "\n")
+    lines = markdown(state).splitlines()
+    assert "| Debate | 0 | 100 / 50 / 50 | 0 / 100 / 0 |" in lines
+    assert "| MAFT | 2 | 100 / 50 / 50 | 0 / 100 / 0 |" in lines
+    assert not any(line.startswith("| MAFT | 0 |") and "/" in line for line in lines)
+    saved = write_report(tmp_path)["per_agent"]
+    assert saved["maft"]["1"] == [[1.0, 0.5, 0.5], [0.0, 1.0, 0.0]]
+    assert "base" not in saved and "majority" not in saved  # not debates
+
+
+def test_per_agent_table_says_when_collections_are_missing(tmp_path: Path) -> None:
+    assert "(collection files not present)" in markdown(finished_state(tmp_path))

@@ -10,10 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from maft.tasks import get_task
+from services.trainer.experiment.collect import read_records
 from services.trainer.experiment.config import ExperimentConfig
 from services.trainer.experiment.methods import SPECS
 from services.trainer.experiment.state import State
-from services.trainer.experiment.views import paired
+from services.trainer.experiment.views import agent_accuracy, paired
 
 COMPARE = (("maft", "debate"), ("maft", "single_ft"))
 DIVERSITY = (("consensus", "consensus"), ("embedding_dissimilarity", "embedding dissim."),
@@ -52,7 +54,26 @@ def collect_results(state: State) -> dict[str, Any]:
             "config": state.data["config"], "runtime": state.data["runtime"],
             "environment": state.data["environment"], "resumes": state.data["resumes"],
             "collections": state.data["collections"], "methods": methods,
-            "comparisons": comparisons(state)}
+            "comparisons": comparisons(state), "per_agent": per_agent(state)}
+
+
+def per_agent(state: State) -> dict[str, dict[str, list[list[float]]]]:
+    """Per debate method and iteration (trained methods from iteration 1): each agent's accuracy
+    per round, read from the collection files next to state.json (skipped where they are not)."""
+    config, folder = state.config, state.path.parent / "collections"
+    task = get_task(config.task, **config.task_options)
+    out: dict[str, dict[str, list[list[float]]]] = {}
+    for spec in config.specs():
+        if spec.play != "debate":
+            continue
+        for it in _iterations(state, spec.key):
+            if spec.trains != (it > 0):  # iteration 0 of a trained method is plain Debate
+                continue
+            path = folder / f"{state.result(f'eval/{spec.key}/{it}')['collection']}.jsonl"
+            table = agent_accuracy(list(read_records(path).values()), config.agents, task)
+            if table:
+                out.setdefault(spec.key, {})[str(it)] = table
+    return out
 
 
 def comparisons(state: State) -> dict[str, Any]:
@@ -153,6 +174,22 @@ def training_table(state: State) -> list[str]:
     return lines
 
 
+def agent_table(state: State) -> list[str]:
+    """Each agent's accuracy per round: generators answer round 1, critics the later rounds."""
+    tables = per_agent(state)
+    if not tables:
+        return ["(collection files not present)"]
+    rounds = max(len(t) for m in tables.values() for t in m.values())
+    lines = ["| method | iteration | " + " | ".join(
+        f"round {k} ({'generators' if k == 1 else 'critics'})" for k in range(1, rounds + 1))
+        + " |", "|---" * (rounds + 2) + "|"]
+    for method, its in tables.items():
+        for it, table in its.items():
+            cells = [" / ".join(f"{100 * a:.0f}" for a in row) for row in table]
+            lines.append(f"| {SPECS[method].label} | {it} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(state: State) -> str:
     """results.md."""
     c = state.config
@@ -169,6 +206,8 @@ def markdown(state: State) -> str:
                   ""]
     parts += ["## Accuracy per iteration", *iteration_table(state), "",
               "## Paired differences (same test questions)", *comparison_table(state), "",
+              "## Each agent's accuracy per round (test questions, %, agent 0 / 1 / ...)",
+              *agent_table(state), "",
               "## Diversity (test questions, round-1 responses)", *diversity_table(state), "",
               "## Training data", *training_table(state), "",
               "## Command", "```", " ".join(state.data["command"]), "```", ""]

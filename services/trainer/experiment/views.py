@@ -59,6 +59,21 @@ def paired(a: Sequence[int], b: Sequence[int]) -> dict[str, Any]:
     return {"diff": mean, "stderr": se, "n": n, "within_noise": abs(mean) <= 2 * se}
 
 
+def agent_accuracy(records: Sequence[dict[str, Any]], agents: int,
+                   task: Task) -> list[list[float]]:
+    """Each agent's own accuracy in each round (rows: rounds), to see where a debate gains or
+    loses answers: generators in round 1, critics after."""
+    if not records:
+        return []
+    rounds = max(t["round"] for r in records for t in r["turns"])
+    table = []
+    for k in range(1, rounds + 1):
+        hits = [[task.is_correct(t["answer"], r["reference"]) for t in round_turns(r, k, agents)]
+                for r in records]
+        table.append([sum(h[i] for h in hits) / len(hits) for i in range(agents)])
+    return table
+
+
 def score_play(records: Sequence[dict[str, Any]], play: Play, agents: int,
                task: Task) -> dict[str, Any]:
     """Accuracy of a play over a collection, with mean consensus and truncation rate."""
