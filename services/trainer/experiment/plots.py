@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from services.trainer.experiment.methods import SPECS
+
+COLORS = {key: f"C{i}" for i, key in enumerate(SPECS)}  # one colour per method in every plot
 PLOTTED = ("maft", "single_ft", "debate")  # the three; other methods are drawn faint
 DIVERSITY = (("consensus", "consensus"), ("embedding_dissimilarity", "embedding dissimilarity"),
              ("cross_nll", "cross-agent NLL (nats/token)"))
@@ -46,7 +49,7 @@ def plot_accuracy(results: dict[str, Any], path: Path) -> None:
         main = method in PLOTTED
         ax.errorbar(xs, ys, yerr=es, marker="o" if main else ".", capsize=3,
                     alpha=1.0 if main else 0.35, linestyle="-" if entry["trains"] else "--",
-                    label=entry["label"])
+                    label=entry["label"], color=COLORS.get(method))
     ax.set(xlabel="finetuning iteration", ylabel="test accuracy (%)",
            title="Accuracy vs iteration", xticks=range(last + 1))
     ax.legend(fontsize=7, loc="lower right")
@@ -66,7 +69,7 @@ def plot_diversity(results: dict[str, Any], path: Path) -> None:
 
             xs, ys, _ = _series(results, method, last, value)
             if xs:
-                ax.plot(xs, ys, marker="o", label=entry["label"],
+                ax.plot(xs, ys, marker="o", label=entry["label"], color=COLORS.get(method),
                         linestyle="-" if entry["trains"] else "--")
         ax.set(xlabel="finetuning iteration", title=title, xticks=range(last + 1))
     axes[0][0].legend(fontsize=7, loc="best")
