@@ -129,9 +129,25 @@ async def test_trained_adapter_is_served_and_changes_the_output(
     out = tmp_path / "trained"
     await asyncio.to_thread(
         train_lora, base_model_path=vllm_tiny.model_dir, examples=[example], out_dir=out,
-        config=TrainConfig(learning_rate=1e-2, batch_size=1, max_steps=40, warmup_ratio=0.0))
+        config=TrainConfig(learning_rate=1e-2, batch_size=1, max_steps=100, warmup_ratio=0.0))
     vllm_tiny.store.publish(out, TRAINED, base_model_path=str(vllm_tiny.model_dir),
                             max_rank=TEST_MAX_RANK)
     after = await greedy(tiny_client, TRAINED)
-    # The random tiny model cannot learn the sentence, but it picks up the word it was shown.
+    # 60-120 steps all put "blue" in the greedy output of this random model (40 do not).
     assert "blue" not in before.lower() and "blue" in after.lower(), (before, after)
+    # vLLM applies the adapter exactly as PEFT does: same greedy continuation.
+    assert after == await asyncio.to_thread(peft_greedy, vllm_tiny.model_dir, out, len_of=after)
+
+
+def peft_greedy(model_dir: Path, adapter: Path, *, len_of: str) -> str:
+    """The same greedy continuation of PROMPT from transformers + peft, as long as `len_of`."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), adapter)
+    ids = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True, return_tensors="pt",
+                                        return_dict=True)["input_ids"]
+    out = model.generate(ids, max_new_tokens=GREEDY.max_tokens, do_sample=False)
+    text: str = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    return text[:len(len_of)]
