@@ -136,11 +136,11 @@ async def test_trained_adapter_is_served_and_changes_the_output(
     # 60-120 steps all put "blue" in the greedy output of this random model (40 do not).
     assert "blue" not in before.lower() and "blue" in after.lower(), (before, after)
     # vLLM applies the adapter exactly as PEFT does: same greedy continuation.
-    assert after == await asyncio.to_thread(peft_greedy, vllm_tiny.model_dir, out, len_of=after)
+    assert after == await asyncio.to_thread(peft_greedy, vllm_tiny.model_dir, out)
 
 
-def peft_greedy(model_dir: Path, adapter: Path, *, len_of: str) -> str:
-    """The same greedy continuation of PROMPT from transformers + peft, as long as `len_of`."""
+def peft_greedy(model_dir: Path, adapter: Path) -> str:
+    """The same greedy continuation of PROMPT (GREEDY's length) from transformers + peft."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -150,4 +150,4 @@ def peft_greedy(model_dir: Path, adapter: Path, *, len_of: str) -> str:
                                         return_dict=True)["input_ids"]
     out = model.generate(ids, max_new_tokens=GREEDY.max_tokens, do_sample=False)
     text: str = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-    return text[:len(len_of)]
+    return text
