@@ -30,7 +30,7 @@ class TrainingConfig:
     epochs: int = _TRAIN.epochs
     batch_size: int = _TRAIN.batch_size
     max_seq_len: int = _TRAIN.max_seq_len
-    dtype: str = "auto"  # bf16 only where native (see services.trainer.training_config)
+    dtype: str = _TRAIN.dtype  # "auto": bf16 only where native (see training_config)
     max_steps: int | None = None
 
 

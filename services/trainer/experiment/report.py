@@ -174,9 +174,9 @@ def training_table(state: State) -> list[str]:
     return lines
 
 
-def agent_table(state: State) -> list[str]:
-    """Each agent's accuracy per round: generators answer round 1, critics the later rounds."""
-    tables = per_agent(state)
+def agent_table(tables: dict[str, dict[str, list[list[float]]]]) -> list[str]:
+    """Each agent's accuracy per round (`per_agent`'s tables): generators answer round 1,
+    critics the later rounds."""
     if not tables:
         return ["(collection files not present)"]
     rounds = max(len(t) for m in tables.values() for t in m.values())
@@ -190,8 +190,8 @@ def agent_table(state: State) -> list[str]:
     return lines
 
 
-def markdown(state: State) -> str:
-    """results.md."""
+def markdown(state: State, agents: dict[str, dict[str, list[list[float]]]] | None = None) -> str:
+    """results.md; `agents` is `per_agent(state)` when the caller has it already."""
     c = state.config
     model = Path(state.data["runtime"]["model_path"]).name
     first = min(1, c.iterations)
@@ -207,7 +207,7 @@ def markdown(state: State) -> str:
     parts += ["## Accuracy per iteration", *iteration_table(state), "",
               "## Paired differences (same test questions)", *comparison_table(state), "",
               "## Each agent's accuracy per round (test questions, %, agent 0 / 1 / ...)",
-              *agent_table(state), "",
+              *agent_table(per_agent(state) if agents is None else agents), "",
               "## Diversity (test questions, round-1 responses)", *diversity_table(state), "",
               "## Training data", *training_table(state), "",
               "## Command", "```", " ".join(state.data["command"]), "```", ""]
@@ -221,7 +221,7 @@ def write_report(out_dir: Path) -> dict[str, Any]:
     state = State.load(out_dir)
     results = collect_results(state)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out_dir / "results.md").write_text(markdown(state))
+    (out_dir / "results.md").write_text(markdown(state, results["per_agent"]))
     plot_accuracy(results, out_dir / "accuracy_vs_iteration.png")
     plot_diversity(results, out_dir / "diversity_vs_iteration.png")
     return results
