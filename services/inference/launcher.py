@@ -14,6 +14,7 @@ import os
 import sys
 
 from maft.adapter_store import normalized_model_path
+from services.inference.cpu_lora import PLUGIN_NAME as CPU_LORA_PLUGIN
 from services.inference.settings import InferenceSettings, get_settings
 
 log = logging.getLogger(__name__)
@@ -35,20 +36,23 @@ def uses_cpu(settings: InferenceSettings) -> bool:
     return is_cpu_build() if settings.device == "auto" else settings.device == "cpu"
 
 
-def _plugins(current: str | None) -> str:
+def _plugins(current: str | None, *, cpu_lora: bool = False) -> str:
     """VLLM_PLUGINS with the filesystem resolver added; unset means only that plugin.
 
-    Restricting to it also keeps vLLM's Hugging Face hub resolver (network) off.
+    Restricting to it also keeps vLLM's Hugging Face hub resolver (network) off. `cpu_lora`
+    adds maft's CPU LoRA kernel plugin (services.inference.cpu_lora); otherwise it is removed.
     """
-    names = [n for n in (current or "").split(",") if n]
-    return ",".join([*names, RESOLVER_PLUGIN] if RESOLVER_PLUGIN not in names else names)
+    names = [n for n in (current or "").split(",") if n and n != CPU_LORA_PLUGIN]
+    wanted = [RESOLVER_PLUGIN, *([CPU_LORA_PLUGIN] if cpu_lora else [])]
+    return ",".join([*names, *(n for n in wanted if n not in names)])
 
 
 def build_env(settings: InferenceSettings, *, cpu: bool,
               current_plugins: str | None = None) -> dict[str, str]:
     """The environment variables vLLM needs on top of the inherited ones."""
     env = {
-        "VLLM_PLUGINS": _plugins(current_plugins),
+        "VLLM_PLUGINS": _plugins(current_plugins,
+                                 cpu_lora=cpu and settings.cpu_lora_kernel == "dense"),
         "VLLM_LORA_RESOLVER_CACHE_DIR": str(settings.adapter_dir.absolute()),
         "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
     }

@@ -30,6 +30,9 @@ class InferenceSettings(CommonSettings):
     max_loras: int = Field(default=8, description="Adapters in one batch.")
     max_cpu_loras: int = Field(default=64, description="Adapters kept loaded (LRU).")
     cpu_kvcache_gib: int = Field(default=2, description="VLLM_CPU_KVCACHE_SPACE (CPU only).")
+    cpu_lora_kernel: Literal["dense", "stock"] = Field(
+        default="dense", description="CPU only: maft's dense multi-LoRA kernel (vLLM plugin "
+        "maft_cpu_lora) or vLLM's stock per-token one.")
     gpu_memory_utilization: float = 0.9
     tensor_parallel_size: int = 1
     extra_args: list[str] = Field(default_factory=list,

@@ -42,7 +42,7 @@ def test_cpu_command_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert flag(args, "--dtype") == "bfloat16" and flag(args, "--max-model-len") == "4096"
     assert flag(args, "--host") == "127.0.0.1" and flag(args, "--port") == "8123"
     assert "--gpu-memory-utilization" not in args and "--tensor-parallel-size" not in args
-    assert env == {"VLLM_PLUGINS": "lora_filesystem_resolver",
+    assert env == {"VLLM_PLUGINS": "lora_filesystem_resolver,maft_cpu_lora",
                    "VLLM_LORA_RESOLVER_CACHE_DIR": str(tmp_path / "home" / "adapters"),
                    "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
                    "VLLM_CPU_KVCACHE_SPACE": "3"}
@@ -58,6 +58,19 @@ def test_gpu_command_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert "VLLM_CPU_KVCACHE_SPACE" not in env
     assert env["VLLM_PLUGINS"] == "my_plugin,lora_filesystem_resolver"
     assert env["VLLM_LORA_RESOLVER_CACHE_DIR"] == str(tmp_path / "store")
+
+
+def test_cpu_lora_kernel_plugin_on_cpu_only_and_switchable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLLM_PLUGINS", "maft_cpu_lora,my_plugin")
+    plugins = launcher.build_command(settings(tmp_path, device="cpu"))[1]["VLLM_PLUGINS"]
+    assert plugins == "my_plugin,lora_filesystem_resolver,maft_cpu_lora"
+    stock = settings(tmp_path, device="cpu", cpu_lora_kernel="stock")
+    assert launcher.build_command(stock)[1]["VLLM_PLUGINS"] == "my_plugin,lora_filesystem_resolver"
+    gpu = launcher.build_command(settings(tmp_path, device="gpu"))[1]["VLLM_PLUGINS"]
+    assert gpu == "my_plugin,lora_filesystem_resolver"
+    with pytest.raises(ValidationError):
+        settings(tmp_path, cpu_lora_kernel="fast")
 
 
 def test_auto_device_follows_installed_build(tmp_path: Path,
