@@ -131,7 +131,14 @@ def adapters_list() -> None:
 
 
 @adapters_app.command("activate")
-def adapters_activate(version: int) -> None:
+def adapters_activate(
+        version: int,
+        force: Annotated[bool, typer.Option(
+            help="Activate even a society its evaluation gate rejected.")] = False) -> None:
     """Make a society serve debates (rollback = activate an earlier version)."""
-    data = call(CliSettings(), "POST", f"/v1/societies/{version}/activate")
+    data = call(CliSettings(), "POST", f"/v1/societies/{version}/activate",
+                params={"force": "true"} if force else None)
+    if force:
+        console.print(f"[yellow]forced: v{version} serves debates whatever its evaluation "
+                      "said[/yellow]")
     console.print(f"active society: v{data['active_version']}")

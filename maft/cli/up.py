@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,14 +120,19 @@ def children(settings: CliSettings, model: Path, host: str, port: int, inference
     return [inference, gateway, trainer]
 
 
+def report_exit(child: Child) -> None:
+    """Say which child died, then its log's last lines (printed as they are: no markup)."""
+    console.print(f"[red]{child.name} exited; last lines of {child.log}:[/red]")
+    console.print(child.tail(), markup=False, highlight=False)
+
+
 def wait_ready(url: str, procs: list[Child], timeout: float) -> None:
     """Poll /readyz until 200; exit with the dead child's log if one dies."""
     deadline, last = time.time() + timeout, ""
     while time.time() < deadline:
         for child in procs:
             if not child.alive():
-                console.print(f"[red]{child.name} exited; last lines of {child.log}:[/red]")
-                console.print(child.tail(), markup=False, highlight=False)
+                report_exit(child)
                 raise typer.Exit(1)
         try:
             response = httpx.get(f"{url}/readyz", timeout=120)
@@ -142,12 +149,26 @@ def wait_ready(url: str, procs: list[Child], timeout: float) -> None:
     raise typer.Exit(1)
 
 
+def maft_command() -> str:
+    """How to call this `maft` from another shell: `maft` if PATH finds this one, else its path.
+
+    `make up` runs `.venv/bin/maft`, which PATH does not know unless the venv is active.
+    """
+    script = Path(sys.argv[0])
+    found = shutil.which("maft")
+    if script.name == "maft" and found and Path(found).resolve() == script.resolve():
+        return "maft"
+    if script.name == "maft" and script.exists():
+        return shlex.quote(str(script.absolute()))
+    return f"{shlex.quote(sys.executable)} -m maft.cli.main"
+
+
 def banner(url: str, key: str | None) -> None:
     """Where the product is and how to call it."""
     auth = f" -H 'Authorization: Bearer {key}'" if key else ""
     console.print(f"\n[bold green]MAFT is ready at {url}[/bold green]  (API docs: {url}/docs)")
     console.print("Try:", style="bold")
-    console.print(f"  maft ask 'What is 12+7?'\n  curl -s {url}/v1/debates{auth} "
+    console.print(f"  {maft_command()} ask 'What is 12+7?'\n  curl -s {url}/v1/debates{auth} "
                   "-H 'Content-Type: application/json' -d '{\"question\": \"What is 12+7?\"}'",
                   soft_wrap=True, highlight=False, markup=False)
     if key:
@@ -185,8 +206,7 @@ def up(
         banner(url, key)
         while all(c.alive() for c in procs):
             time.sleep(1)
-        dead = next(c for c in procs if not c.alive())
-        console.print(f"[red]{dead.name} exited:[/red]\n{dead.tail()}", markup=False)
+        report_exit(next(c for c in procs if not c.alive()))
         raise typer.Exit(1)
     except KeyboardInterrupt:
         console.print("stopping...")

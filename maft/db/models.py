@@ -223,4 +223,6 @@ class TrainingStep(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Written by the worker running the step; a running step whose heartbeat stops is stuck.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     run: Mapped[TrainingRun] = relationship(back_populates="steps")

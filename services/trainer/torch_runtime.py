@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from maft.hardware import native_bf16_cpu
+
 log = logging.getLogger(__name__)
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -24,9 +26,9 @@ def native_bf16(device: torch.device) -> bool:
     """Whether `device` multiplies bf16 matrices in hardware (not by emulation)."""
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
-    # oneDNN's own check: AVX512-BF16 or AMX. Without them, bf16 GEMMs fall back to slow paths
+    # The rule inference applies too. Without it, bf16 GEMMs fall back to slow paths
     # (measured on an AVX2 EPYC: some layouts ran at 0.3 GFLOP/s against 20 in fp32).
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return native_bf16_cpu()
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

@@ -20,7 +20,14 @@ from maft.db.models import AdapterVersion
 from maft.training_options import RunOptions
 from services.trainer.context import Next, TrainerContext
 from services.trainer.curate import dataset_path, read_dataset
-from services.trainer.runs import Progress, begin_step, end_step, fan_in, train_step_name
+from services.trainer.runs import (
+    Progress,
+    begin_step,
+    end_step,
+    fan_in,
+    heartbeat,
+    train_step_name,
+)
 from services.trainer.training import ChatExample, LoraConfigSpec, TrainConfig, train_lora
 
 
@@ -98,8 +105,14 @@ def train_agent(ctx: TrainerContext, run_id: uuid.UUID, role: str, agent_index: 
                 ) -> list[Next]:
     """Train, publish and record one agent's new adapter, then fan in."""
     name = train_step_name(role, agent_index)
-    if not begin_step(ctx, run_id, name):
-        return fan_in(ctx, run_id)
+    if begin_step(ctx, run_id, name):
+        with heartbeat(ctx, run_id, name):
+            _train_and_record(ctx, run_id, role, agent_index, name)
+    return fan_in(ctx, run_id)
+
+
+def _train_and_record(ctx: TrainerContext, run_id: uuid.UUID, role: str, agent_index: int,
+                      name: str) -> None:
     options, version, parent = ctx.call(_context, run_id=run_id, role=role,
                                         agent_index=agent_index)
     lora_name = lora_name_for(role, agent_index, version)
@@ -122,4 +135,3 @@ def train_agent(ctx: TrainerContext, run_id: uuid.UUID, role: str, agent_index: 
     ctx.call(_record, run_id=run_id, step_name=name, lora_name=lora_name, role=role,
              agent_index=agent_index, version=version, parent=parent, rank=rank,
              metrics=metrics)
-    return fan_in(ctx, run_id)

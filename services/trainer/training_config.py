@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-DTYPES = ("auto", "bfloat16", "float16", "float32")
+from maft.hardware import DTYPES
+
 DEVICES = ("auto", "cpu", "cuda")
 
 ProgressFn = Callable[[int, int, float], None]

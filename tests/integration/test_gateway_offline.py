@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 
 import pytest
@@ -194,3 +195,15 @@ async def test_debates_left_running_by_a_dead_gateway_are_failed_at_startup(
         running = (await c.get(f"/v1/debates/{fresh.id}")).json()
     assert stale["status"] == "failed" and "interrupted" in stale["error"]
     assert running["status"] == "running"
+
+
+async def test_api_docs_load_nothing_from_other_hosts(offline_settings: GatewaySettings) -> None:
+    async with gateway_client(offline_settings) as client:
+        page = await client.get("/docs")
+        assets = re.findall(r'(?:href|src)="([^"]+)"', page.text)
+        fetched = [await client.get(url) for url in assets]
+        schema = await client.get(page.text.split("url: '")[1].split("'")[0])
+    assert page.status_code == 200 and len(assets) == 3
+    assert all(url.startswith("/static/") for url in assets), assets
+    assert all(r.status_code == 200 and len(r.content) > 500 for r in fetched)
+    assert schema.json()["info"]["title"] == "MAFT gateway"

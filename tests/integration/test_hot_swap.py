@@ -8,7 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
 
+from maft.cli.main import app
 from maft.db import crud
 from maft.db.models import AdapterVersion
 from maft.db.session import make_session_factory
@@ -71,3 +74,35 @@ async def test_debates_in_flight_during_promotion_all_succeed(
             NAMES)
         assert names == expected
     assert after.json()["society_version"] == VERSION
+
+
+async def test_a_rejected_society_needs_force_from_the_api_and_the_cli(
+        pg_url: str, pg_engine: Engine, vllm_tiny: VllmServer, society_adapters: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    reset(pg_engine, vllm_tiny.served_name)
+    sessions = make_session_factory(pg_engine)
+    keys = make_keys(sessions)
+    with sessions() as db, db.begin():
+        rows = [AdapterVersion(lora_name=n, role="generator" if n.startswith("gen") else "critic",
+                               agent_index=int(n[n.index("-") + 1]), lora_path=n,
+                               base_model_name=vllm_tiny.served_name, rank=8) for n in NAMES]
+        crud.add_society(db, version=VERSION, base_model_name=vllm_tiny.served_name, agents=2,
+                         adapters=rows, status="rejected")
+    settings = settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name)
+    runner = CliRunner()
+    with LiveServer(settings) as server:
+        monkeypatch.setenv("MAFT_GATEWAY_URL", server.url)
+        monkeypatch.setenv("MAFT_API_KEY", keys.admin)
+        refused = runner.invoke(app, ["adapters", "activate", str(VERSION)])
+        still = crud_active(sessions)
+        forced = runner.invoke(app, ["adapters", "activate", str(VERSION), "--force"])
+    assert refused.exit_code == 1 and "rejected by its evaluation gate" in refused.output
+    assert "--force" in refused.output and still == 0
+    assert forced.exit_code == 0, forced.output
+    assert "forced" in forced.output and crud_active(sessions) == VERSION
+
+
+def crud_active(sessions: sessionmaker[Session]) -> int:
+    """The version the active-society pointer names."""
+    with sessions() as db:
+        return crud.active_society(db).version

@@ -127,14 +127,15 @@ async def test_trained_adapter_is_served_and_changes_the_output(
     before = await greedy(tiny_client, vllm_tiny.served_name)
     example = ChatExample([*PROMPT, {"role": "assistant", "content": target}])
     out = tmp_path / "trained"
-    await asyncio.to_thread(
+    result = await asyncio.to_thread(
         train_lora, base_model_path=vllm_tiny.model_dir, examples=[example], out_dir=out,
         config=TrainConfig(learning_rate=1e-2, batch_size=1, max_steps=100, warmup_ratio=0.0))
     vllm_tiny.store.publish(out, TRAINED, base_model_path=str(vllm_tiny.model_dir),
                             max_rank=TEST_MAX_RANK)
     after = await greedy(tiny_client, TRAINED)
-    # 60-120 steps all put "blue" in the greedy output of this random model (40 do not).
-    assert "blue" not in before.lower() and "blue" in after.lower(), (before, after)
+    # The adapter learned the example (loss ~11 -> ~1.3 in fp32 and bf16) and serving shows it.
+    assert result.final_loss is not None and result.final_loss < 2.0, result
+    assert "blue" not in before.lower() and after.startswith(target), (before, after)
     # vLLM applies the adapter exactly as PEFT does: same greedy continuation.
     assert after == await asyncio.to_thread(peft_greedy, vllm_tiny.model_dir, out)
 

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from maft.db import crud
+from maft.db.models import utcnow
 from maft.db.session import make_session_factory
 from services.gateway.settings import GatewaySettings
 from tests.fixtures.db import reset
@@ -211,3 +213,42 @@ async def test_beat_starts_a_run_when_enough_debates_arrive(
         assert runs and runs[0]["trigger"] == "auto"
         run = await wait_run(client, runs[0]["id"])
     assert run["status"] == "succeeded", run
+
+
+async def test_evaluation_that_cannot_finish_keeps_its_scores_and_says_what_to_change(
+        settings: GatewaySettings, keys: Keys, db: sessionmaker[Session], workers: list[Worker],
+        pg_url: str, vllm_tiny: VllmServer, tmp_path: Path) -> None:
+    seed(db, vllm_tiny.served_name)
+    worker(workers, pg_url, vllm_tiny, tmp_path, inference_timeout_s=0.001)
+    async with gateway_client(settings, keys.admin) as client:
+        started = await client.post("/v1/training-runs", json={
+            "hyperparameters": {"max_steps": 1}})
+        run = await wait_run(client, started.json()["id"])
+    evaluation = run["evaluation"]
+    assert run["status"] == "failed" and "evaluation stopped after 0/4 active" in run["error"]
+    assert "MAFT_EVAL_CONCURRENCY (now 2)" in run["error"], run["error"]
+    assert evaluation["partial"] is True and evaluation["questions"] == 4
+    assert {evaluation["active"]["n"], evaluation["candidate"]["n"]} == {0}
+    assert next(s for s in run["steps"] if s["name"] == "evaluate")["status"] == "failed"
+    assert active_version(db) == 0
+
+
+def test_a_stuck_step_makes_its_run_stale_even_while_the_run_beats(
+        db: sessionmaker[Session]) -> None:
+    now = utcnow()
+    with db() as session, session.begin():
+        run = crud.queue_run(session, options={}, trigger="api")
+        crud.add_steps(session, run=run, names=["train:generator:0", "train:critic:0"])
+        stuck, alive = run.steps[1], run.steps[2]
+        stuck.status, stuck.heartbeat_at = "running", now - timedelta(seconds=60)
+        alive.status, alive.heartbeat_at = "running", now
+        run.heartbeat_at = now  # another worker keeps the run itself alive
+        run_id = run.id
+    with db() as session:
+        assert [r.id for r in crud.stale_runs(session, before=now - timedelta(seconds=30))] == [
+            run_id]
+        assert crud.stale_runs(session, before=now - timedelta(seconds=90)) == []
+    with db() as session, session.begin():
+        crud.beat(session, run_id=run_id, step_name="train:generator:0")
+    with db() as session:
+        assert crud.stale_runs(session, before=now - timedelta(seconds=30)) == []

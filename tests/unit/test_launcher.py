@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from maft.hardware import AVX512_CORE, cpu_dtype
 from services.inference import launcher
 from services.inference.settings import InferenceSettings
 
@@ -39,7 +40,8 @@ def test_cpu_command_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert flag(args, "--served-model-name") == "smol"
     assert flag(args, "--max-lora-rank") == "32"
     assert flag(args, "--max-loras") == "8" and flag(args, "--max-cpu-loras") == "64"
-    assert flag(args, "--dtype") == "bfloat16" and flag(args, "--max-model-len") == "4096"
+    assert flag(args, "--dtype") in ("bfloat16", "float32")  # "auto", resolved for this CPU
+    assert flag(args, "--max-model-len") == "4096"
     assert flag(args, "--host") == "127.0.0.1" and flag(args, "--port") == "8123"
     assert "--gpu-memory-utilization" not in args and "--tensor-parallel-size" not in args
     assert env == {"VLLM_PLUGINS": "lora_filesystem_resolver,maft_cpu_lora",
@@ -58,6 +60,19 @@ def test_gpu_command_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert "VLLM_CPU_KVCACHE_SPACE" not in env
     assert env["VLLM_PLUGINS"] == "my_plugin,lora_filesystem_resolver"
     assert env["VLLM_LORA_RESOLVER_CACHE_DIR"] == str(tmp_path / "store")
+
+
+def test_auto_dtype_is_float32_on_avx2_cpus_and_vllms_own_on_gpus(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launcher, "cpu_dtype", lambda name: cpu_dtype(name, {"avx2", "fma"}))
+    assert flag(launcher.build_args(settings(tmp_path), cpu=True), "--dtype") == "float32"
+    monkeypatch.setattr(launcher, "cpu_dtype", lambda name: cpu_dtype(name, AVX512_CORE))
+    assert flag(launcher.build_args(settings(tmp_path), cpu=True), "--dtype") == "bfloat16"
+    assert flag(launcher.build_args(settings(tmp_path), cpu=False), "--dtype") == "auto"
+    s = settings(tmp_path, dtype="float32")
+    assert flag(launcher.build_args(s, cpu=True), "--dtype") == "float32"
+    with pytest.raises(ValidationError):
+        settings(tmp_path, dtype="bf16")
 
 
 def test_cpu_lora_kernel_plugin_on_cpu_only_and_switchable(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -60,6 +60,11 @@ def get_run(db: Session, *, run_id: uuid.UUID, lock: bool = False) -> TrainingRu
     return run
 
 
+def find_run(db: Session, *, run_id: uuid.UUID) -> TrainingRun | None:
+    """A run, or None if absent."""
+    return db.get(TrainingRun, run_id)
+
+
 def list_runs(db: Session, *, limit: int = 50, status: str | None = None) -> list[TrainingRun]:
     """Runs, newest first."""
     query = select(TrainingRun).options(selectinload(TrainingRun.steps))
@@ -99,9 +104,24 @@ def step(run: TrainingRun, name: str) -> TrainingStep:
 
 
 def stale_runs(db: Session, *, before: datetime) -> list[TrainingRun]:
-    """Live runs whose last heartbeat is older than `before` (their worker is gone)."""
+    """Live runs whose worker is gone: the run's last heartbeat is older than `before`, or one
+    of its running steps stopped beating (its worker died while others keep the run alive)."""
+    stuck = select(TrainingStep.run_id).where(
+        TrainingStep.status == "running",
+        func.coalesce(TrainingStep.heartbeat_at, TrainingStep.started_at) < before)
     return list(db.scalars(select(TrainingRun).where(
-        TrainingRun.active_lock.is_(True), TrainingRun.heartbeat_at < before)))
+        TrainingRun.active_lock.is_(True),
+        or_(TrainingRun.heartbeat_at < before, TrainingRun.id.in_(stuck)))))
+
+
+def beat(db: Session, *, run_id: uuid.UUID, step_name: str) -> None:
+    """Record that the worker running `step_name` of a run is alive."""
+    now = utcnow()
+    db.execute(update(TrainingStep).where(TrainingStep.run_id == run_id,
+                                          TrainingStep.name == step_name,
+                                          TrainingStep.status == "running")
+               .values(heartbeat_at=now))
+    db.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(heartbeat_at=now))
 
 
 def count_new_debates(db: Session, *, since: datetime | None, task: str | None = None,

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
 from maft.db import crud
+from maft.db.models import Society
 from maft.debate import Roster
 from maft.exceptions import ConflictError, InferenceError, SocietyError
 from services.gateway.deps import AdminPrincipal, InferenceDep, StoreDep
@@ -29,33 +30,50 @@ async def list_adapters(_: AdminPrincipal, store: StoreDep) -> dict[str, Any]:
     return await store.call(_societies)
 
 
-def _roster(db: Session, *, version: int) -> Roster:
+def _rejection(db: Session, society: Society) -> str:
+    """Why the gate rejected `society`, in figures when its run recorded them."""
+    run = crud.find_run(db, run_id=society.training_run_id) if society.training_run_id else None
+    scores = run.evaluation if run is not None else {}
+    if "candidate" in scores and "active" in scores:
+        return (f"accuracy {scores['candidate']['accuracy']:.3f} vs the then active "
+                f"{scores['active']['accuracy']:.3f}")
+    return (run.error or "no evaluation recorded") if run is not None else "no training run"
+
+
+def _roster(db: Session, *, version: int, force: bool) -> Roster:
     society = crud.get_society(db, version=version)
     if society.status == "candidate":
         raise ConflictError(f"society v{version} is the candidate of a training run in progress")
+    if society.status == "rejected" and not force:
+        raise ConflictError(
+            f"society v{version} was rejected by its evaluation gate ({_rejection(db, society)});"
+            f" to activate it anyway pass force=true (CLI: maft adapters activate {version} "
+            "--force)")
     try:
         return crud.roster_of(society)
     except SocietyError as exc:
         raise ConflictError(str(exc)) from None
 
 
-def _activate(db: Session, *, version: int) -> dict[str, Any]:
-    crud.activate_society(db, version=version, reason="activated by an admin")
+def _activate(db: Session, *, version: int, force: bool) -> dict[str, Any]:
+    reason = "activated by an admin" + (" (forced)" if force else "")
+    crud.activate_society(db, version=version, reason=reason)
     return _societies(db)
 
 
 @router.post("/societies/{version}/activate",
              responses={c: {"model": ErrorOut} for c in (404, 409, 503)})
-async def activate(version: int, _: AdminPrincipal, store: StoreDep,
-                   inference: InferenceDep) -> dict[str, Any]:
+async def activate(version: int, _: AdminPrincipal, store: StoreDep, inference: InferenceDep,
+                   force: bool = False) -> dict[str, Any]:
     """Make society `version` serve debates (rollback = activate an earlier one).
 
     Every adapter must load on the inference server first; a broken society is never activated.
+    A society its evaluation gate rejected needs `force=true`.
     """
-    roster = await store.call(_roster, version=version)
+    roster = await store.call(_roster, version=version, force=force)
     for name in sorted({*roster.generators, *roster.critics}):
         try:
             await inference.ensure_loadable(name)
         except InferenceError as exc:
             raise ConflictError(f"society v{version} not activated: {exc}") from None
-    return await store.call(_activate, version=version)
+    return await store.call(_activate, version=version, force=force)
