@@ -18,7 +18,7 @@ from vllm.lora.layers import LoRAMapping
 from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
 
 from services.inference import cpu_lora
-from services.inference.cpu_lora.dense import effective_rank, slot_mask
+from services.inference.cpu_lora.dense import effective_rank, expand_rank, slot_mask
 from services.inference.cpu_lora.wrapper import PunicaWrapperDenseCPU
 
 SLOTS, MAX_RANK, HIDDEN, VOCAB = 8, 16, 576, 49152
@@ -45,17 +45,24 @@ def token_ids(requests: list[int], tokens_each: int) -> list[int]:
     return [lora_id for lora_id in requests for _ in range(tokens_each)]
 
 
-def run(cls: type[PunicaWrapperCPU], ids: list[int], active: int, y: torch.Tensor,
-        x: torch.Tensor, a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...],
-        slices: tuple[int, ...], wrapper: PunicaWrapperCPU | None = None) -> torch.Tensor:
-    """y + the LoRA delta by `cls`'s add_lora_linear; LoRA id i + 1 lives in slot i."""
+def mapped(cls: type[PunicaWrapperCPU], ids: list[int], active: int,
+           wrapper: PunicaWrapperCPU | None = None) -> PunicaWrapperCPU:
+    """A `cls` wrapper after vLLM's per-step update for the mapping `ids` (token -> LoRA id;
+    here also request -> LoRA id); LoRA id i + 1 lives in slot i."""
     wrapper = wrapper or cls(4096, 4096, "cpu")
     slot_ids: list[int | None] = [i + 1 for i in range(active)] + [None] * (SLOTS - active)
     # CPU model runners always pass is_prefill=True (vllm's lora_model_runner_mixin).
     wrapper.update_metadata(LoRAMapping(tuple(ids), tuple(ids), is_prefill=True), slot_ids,
                             SLOTS + 1, VOCAB)
+    return wrapper
+
+
+def run(cls: type[PunicaWrapperCPU], ids: list[int], active: int, y: torch.Tensor,
+        x: torch.Tensor, a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...],
+        slices: tuple[int, ...], wrapper: PunicaWrapperCPU | None = None) -> torch.Tensor:
+    """y + the LoRA delta by `cls`'s add_lora_linear."""
     out = y.clone()
-    wrapper.add_lora_linear(out, x, a, b, 1.0, slices)
+    mapped(cls, ids, active, wrapper).add_lora_linear(out, x, a, b, 1.0, slices)
     return out
 
 
@@ -151,6 +158,43 @@ def test_repacks_after_a_slot_is_rewritten() -> None:
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("cls", [PunicaWrapperDenseCPU, PunicaWrapperCPU])
+def test_logits_lora_per_request(cls: type[PunicaWrapperCPU]) -> None:
+    """lm_head LoRA on the logits rows (one per request), ours and stock vs the reference."""
+    ids, vocab = [3, 0, 1, 6, 2, 0, 5], 1000
+    a, b = stacked((vocab,), RANKS, torch.float32)
+    x, y = torch.randn(len(ids), HIDDEN), torch.randn(len(ids), vocab)
+    out = y.clone()
+    mapped(cls, ids, len(RANKS)).add_lora_logits(out, x, a[0], b[0], 1.0)
+    torch.testing.assert_close(out.double(), reference(ids, y, x, a, b, (vocab,)),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [PunicaWrapperDenseCPU, PunicaWrapperCPU])
+@pytest.mark.parametrize("case", ["decode-6-mixed-with-base", "prefill-and-decode"])
+def test_embedding_lora_expand(cls: type[PunicaWrapperCPU], case: str) -> None:
+    """Embedding LoRA: x holds each token's looked-up A row (max_rank wide), y += B[slot] x."""
+    ids = CASES[case]
+    _, b = stacked((HIDDEN,), RANKS, torch.float32)
+    x, y = torch.randn(len(ids), MAX_RANK), torch.randn(len(ids), HIDDEN)
+    out = y.clone()
+    mapped(cls, ids, len(RANKS)).add_lora_embedding(out, x, b[0])
+    expected = y.double().clone()
+    for t, lora_id in enumerate(ids):
+        if lora_id:
+            expected[t] += b[0][lora_id - 1, 0].double() @ x[t].double()
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_unused_layers_cost_nothing() -> None:
+    """vLLM wraps every supported module (MLP, lm_head, embeddings) whether adapters target it
+    or not: all-zero weights must leave y bit for bit as it was."""
+    ids = CASES["decode-6-mixed-with-base"]
+    a, b = stacked(QKV_PROJ, [], torch.float32)
+    x, y = torch.randn(len(ids), HIDDEN), torch.randn(len(ids), sum(QKV_PROJ))
+    assert torch.equal(run(PunicaWrapperDenseCPU, ids, 6, y, x, a, b, QKV_PROJ), y)
+
+
 def test_slot_mask_and_effective_rank() -> None:
     mask = slot_mask(torch.tensor([2, -1, 0, 2]), 5, torch.float32)
     assert mask.shape == (5, 3)  # highest slot used + 1; the 5th token has no mapping
@@ -159,6 +203,7 @@ def test_slot_mask_and_effective_rank() -> None:
     a, _ = stacked(QKV_PROJ, [3, 12, 5], torch.float32)
     assert effective_rank(a) == 12
     assert effective_rank(stacked(O_PROJ, [], torch.float32)[0]) == 0
+    assert expand_rank(stacked(O_PROJ, [3, 12, 5], torch.float32)[1][0]) == 12
 
 
 @pytest.fixture

@@ -44,13 +44,30 @@ class PackedLoRA:
         return len(self.b)
 
 
-def effective_rank(lora_a: Sequence[torch.Tensor]) -> int:
-    """The highest rank row that is non-zero in any slot and slice (0 if all are zero)."""
-    rows = torch.zeros(lora_a[0].shape[2], dtype=torch.bool, device=lora_a[0].device)
-    for a in lora_a:  # (slots, 1, max_rank, in)
-        rows |= (a != 0).any(dim=-1).flatten(0, 1).any(dim=0)
-    nonzero = torch.nonzero(rows)
+def _last_nonzero(flags: torch.Tensor) -> int:
+    """1 + the index of the last True in a 1-d bool tensor; 0 if none is."""
+    nonzero = torch.nonzero(flags)
     return int(nonzero[-1].item()) + 1 if nonzero.numel() else 0
+
+
+def effective_rank(lora_a: Sequence[torch.Tensor]) -> int:
+    """The highest rank row of A (slots, 1, max_rank, in) non-zero in any slot and slice."""
+    rows = torch.zeros(lora_a[0].shape[2], dtype=torch.bool, device=lora_a[0].device)
+    for a in lora_a:
+        rows |= (a != 0).any(dim=-1).flatten(0, 1).any(dim=0)
+    return _last_nonzero(rows)
+
+
+def expand_rank(lora_b: torch.Tensor) -> int:
+    """The highest rank column of B (slots, 1, out, max_rank) non-zero in any slot."""
+    return _last_nonzero((lora_b != 0).any(dim=2).flatten(0, 1).any(dim=0))
+
+
+def _pack_b(lora_b: torch.Tensor, rank: int) -> torch.Tensor:
+    """B (slots, 1, out, max_rank) as (slots * rank, out), rows ordered slot, rank."""
+    slots, out = lora_b.shape[0], lora_b.shape[2]
+    return (lora_b[:, 0, :, :rank].permute(0, 2, 1).reshape(slots * rank, out)
+            .to(COMPUTE_DTYPE).contiguous())
 
 
 def pack(lora_a: Sequence[torch.Tensor], lora_b: Sequence[torch.Tensor]) -> PackedLoRA:
@@ -60,9 +77,13 @@ def pack(lora_a: Sequence[torch.Tensor], lora_b: Sequence[torch.Tensor]) -> Pack
     slots = lora_a[0].shape[0]
     a = torch.stack([t[:, 0, :rank, :] for t in lora_a], dim=1)  # (slots, slices, rank, in)
     a_t = a.reshape(slots * len(lora_a) * rank, a.shape[-1]).to(COMPUTE_DTYPE).contiguous()
-    b = tuple(t[:, 0, :, :rank].permute(0, 2, 1).reshape(slots * rank, t.shape[2])
-              .to(COMPUTE_DTYPE).contiguous() for t in lora_b)
-    return PackedLoRA(a_t, b, rank)
+    return PackedLoRA(a_t, tuple(_pack_b(t, rank) for t in lora_b), rank)
+
+
+def pack_expand(lora_b: torch.Tensor) -> PackedLoRA:
+    """Pack an expand-only B (the embedding layer's: its A rows come looked up per token)."""
+    rank = expand_rank(lora_b)
+    return PackedLoRA(lora_b.new_empty(0), (_pack_b(lora_b, rank),), rank)
 
 
 def slot_mask(indices: torch.Tensor, num_tokens: int, dtype: torch.dtype) -> torch.Tensor:
@@ -78,10 +99,18 @@ def slot_mask(indices: torch.Tensor, num_tokens: int, dtype: torch.dtype) -> tor
     return mask
 
 
+def _add_product(out: torch.Tensor, h: torch.Tensor, b: torch.Tensor) -> None:
+    """out += h @ b in place; h and b in COMPUTE_DTYPE, out in the model's dtype."""
+    if out.dtype == COMPUTE_DTYPE:
+        out.addmm_(h, b)
+    else:  # bf16/fp16 model: the delta in fp32, rounded once when added (as vLLM's op)
+        out.add_(h @ b)
+
+
 def apply_dense(y: torch.Tensor, x: torch.Tensor, packed: PackedLoRA, mask: torch.Tensor,
-                output_slices: Sequence[int], offset: int = 0) -> None:
-    """y[:, offset + slice i] += per-token LoRA delta of slice i, in place (y: (T, out), x:
-    (T, in), mask from `slot_mask` for these T tokens)."""
+                output_slices: Sequence[int]) -> None:
+    """y[:, slice i] += per-token LoRA delta of slice i, in place (y: (T, out), x: (T, in),
+    mask from `slot_mask` for these T tokens; a slice may be narrower than its B)."""
     slots, rank, n = mask.shape[1], packed.rank, packed.n_slices
     if slots == 0 or rank == 0:
         return
@@ -91,10 +120,19 @@ def apply_dense(y: torch.Tensor, x: torch.Tensor, packed: PackedLoRA, mask: torc
         h = h.view(-1, slots, n, rank).transpose(1, 2).reshape(-1, n, slots * rank)
     else:
         h = h.view(-1, 1, slots * rank)
+    offset = 0
     for i, size in enumerate(output_slices):
-        out, b = y.narrow(1, offset, size), packed.b[i][: slots * rank]
-        if y.dtype == COMPUTE_DTYPE:
-            out.addmm_(h[:, i], b)
-        else:  # bf16/fp16 model: the delta in fp32, rounded once when added (as vLLM's op)
-            out.add_(h[:, i] @ b)
+        _add_product(y.narrow(1, offset, size), h[:, i], packed.b[i][: slots * rank, :size])
         offset += size
+
+
+def apply_expand(y: torch.Tensor, x: torch.Tensor, packed: PackedLoRA,
+                 mask: torch.Tensor) -> None:
+    """y += x_t @ B[slot_t]^T per token, in place (x: (T, max_rank), already A-projected)."""
+    slots, rank = mask.shape[1], packed.rank
+    if slots == 0 or rank == 0:
+        return
+    h = mask.unsqueeze(-1) * x[:, :rank].to(COMPUTE_DTYPE).unsqueeze(1)  # (T, slots, rank)
+    size = min(y.shape[1], packed.b[0].shape[1])
+    _add_product(y.narrow(1, 0, size), h.reshape(-1, slots * rank),
+                 packed.b[0][: slots * rank, :size])
