@@ -13,7 +13,7 @@ test: .venv/.installed
 	.venv/bin/python -m pytest -q
 
 lint: .venv/.installed
-	.venv/bin/ruff check maft services tests bench
+	.venv/bin/ruff check maft services experiment tests bench
 	.venv/bin/mypy
 
 bench: .venv/.installed

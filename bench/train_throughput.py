@@ -6,7 +6,7 @@ solutions as the assistant turn, tokenized once by services.trainer's encoder, s
 sees the same tokens and labels. `--steps x --batch-size` defaults to `--examples`: one epoch,
 so every runner trains on exactly the same tokens and loss tokens. Runners:
 
-- ours:            services.trainer.training.train_lora
+- ours:            services.trainer.lora.loop.train_lora
 - trainer:         transformers.Trainer + PEFT, default (random) sampler
 - trainer-grouped: the same with train_sampling_strategy="group_by_length" (padding like ours)
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import statistics
@@ -38,6 +37,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "bench")]
+import _harness as h  # noqa: E402 (the path above makes it importable)
 
 RUNNERS = ("ours", "trainer", "trainer-grouped")
 GSM8K = Path(os.environ.get("MAFT_GSM8K", REPO_ROOT.parent / "shared/datasets/gsm8k/train.jsonl"))
@@ -63,7 +63,7 @@ def chats(path: Path, n: int) -> list[list[dict[str, str]]]:
 
 def run_ours(spec: dict[str, Any], steps: int) -> dict[str, Any]:
     """train_lora for `steps` steps; its own timing excludes loading and saving."""
-    from services.trainer.training import ChatExample, TrainConfig, train_lora
+    from services.trainer.lora.loop import ChatExample, TrainConfig, train_lora
 
     config = TrainConfig(batch_size=spec["batch_size"], max_steps=steps, dtype=spec["dtype"],
                          threads=spec["threads"], seed=spec["seed"], device=spec["device"])
@@ -93,7 +93,7 @@ class _Counting:
 
 def _trainer_data(tokenizer: Any, spec: dict[str, Any]) -> list[dict[str, list[int]]]:
     """The examples as the Trainer takes them, encoded exactly as ours."""
-    from services.trainer.training import ChatExample, encode_example
+    from services.trainer.lora.loop import ChatExample, encode_example
 
     rows = []
     for messages in spec["chats"]:
@@ -121,7 +121,7 @@ def trainer_once(spec: dict[str, Any], steps: int, grouped: bool) -> dict[str, A
     import transformers as tf
     from peft import get_peft_model
 
-    from services.trainer.training import LoraConfigSpec, lora_config
+    from services.trainer.lora.loop import LoraConfigSpec, lora_config
 
     tokenizer = tf.AutoTokenizer.from_pretrained(spec["model"])
     model = tf.AutoModelForCausalLM.from_pretrained(spec["model"],
@@ -153,7 +153,7 @@ def trainer_once(spec: dict[str, Any], steps: int, grouped: bool) -> dict[str, A
 
 def worker(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Warm up, then the timed run, of runner `name` in this process."""
-    from services.trainer.torch_runtime import configure_threads
+    from services.trainer.lora.runtime import configure_threads
 
     threads = configure_threads(spec["threads"])
 
@@ -217,19 +217,9 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def promotion_table(result: dict[str, Any]) -> str:
-    """Metric 2's printed line."""
-    m = result["median"]
-    ok = "ok" if m["flip_to_first_debate_s"] <= result["target_s"] else "MISS"
-    return (f"promotion -> first debate on the new society: {m['flip_to_first_debate_s']:.2f} s "
-            f"(target <= {result['target_s']:.0f} s: {ok}); that debate {m['first_debate_s']:.2f} s"
-            f" vs a warm debate {m['warm_debate_s']:.2f} s (switching cost "
-            f"{result['switch_cost_s']:+.2f} s); median of {len(result['runs'])}")
-
-
 def throughput(args: argparse.Namespace, model: Path) -> dict[str, Any]:
     """Metric 1: every runner `--repeats` times, alternating order; runs and medians."""
-    from services.trainer.torch_runtime import resolve_device, resolve_dtype
+    from services.trainer.lora.runtime import resolve_device, resolve_dtype
 
     device = resolve_device(args.device)
     dtype = str(resolve_dtype(args.dtype, device)).removeprefix("torch.")
@@ -247,15 +237,6 @@ def throughput(args: argparse.Namespace, model: Path) -> dict[str, Any]:
             runs.extend(run_worker(name, Path(spec_file.name)) for name in order)
     settings = {k: v for k, v in spec.items() if k != "chats"} | {"examples": examples}
     return {"settings": settings, "runs": runs, "summary": summarise(runs)}
-
-
-def environment() -> dict[str, Any]:
-    """Versions and machine; the load average, because a shared CPU skews wall-clock numbers."""
-    import importlib.metadata as md
-
-    return {"python": platform.python_version(), "machine": platform.processor() or
-            platform.machine(), "cpus": os.cpu_count(), "loadavg": os.getloadavg(),
-            **{p: md.version(p) for p in ("torch", "transformers", "peft")}}
 
 
 def parse_args() -> argparse.Namespace:
@@ -288,17 +269,14 @@ def main() -> None:
         spec = json.loads(args.spec.read_text())
         args.result.write_text(json.dumps(worker(args.worker, spec)))
         return
-    from services.inference.model import materialize_smollm2
-
-    cache = Path(os.environ.get("MAFT_TEST_CACHE", "~/.cache/maft-tests")).expanduser()
-    model = args.model_path or materialize_smollm2(cache / "SmolLM2-135M-Instruct")
-    env = environment()
+    model = h.smollm2_dir(args.model_path)
+    env = h.environment()
     metrics = throughput(args, model)
     env["loadavg_after"] = os.getloadavg()
     report: dict[str, Any] = {"environment": env, "train_throughput": metrics}
     print(table(metrics["summary"]))
     if not args.skip_promotion:
-        from _promotion import promotion_to_first_debate
+        from _promotion import promotion_table, promotion_to_first_debate
 
         report["promotion_to_first_debate"] = promotion_to_first_debate(model)
         print(promotion_table(report["promotion_to_first_debate"]))

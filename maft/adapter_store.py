@@ -21,11 +21,12 @@ import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from maft.enums import Role
 from maft.exceptions import AdapterExistsError, AdapterInvalidError
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
-ROLE_PREFIXES = {"generator": "gen", "critic": "crit"}
+ROLE_PREFIXES: dict[str, str] = {Role.GENERATOR: "gen", Role.CRITIC: "crit"}
 _ROLES_BY_PREFIX = {v: k for k, v in ROLE_PREFIXES.items()}
 _NAME_RE = re.compile(r"^(gen|crit)-(\d+)@v(\d+)$")
 # What vLLM accepts in a store folder name: no path separators, no hidden/temp names.
@@ -150,6 +151,11 @@ class AdapterStore:
             return []
         return sorted(p.name for p in self.root.iterdir()
                       if p.is_dir() and not p.name.startswith("."))
+
+    def next_version(self) -> int:
+        """A society version above every society lora_name in the store."""
+        versions = [parse_lora_name(n).version for n in self.names() if _NAME_RE.match(n)]
+        return max(versions, default=0) + 1
 
     def _folder(self, lora_name_or_path: str | Path) -> Path:
         if isinstance(lora_name_or_path, Path) or os.sep in lora_name_or_path:

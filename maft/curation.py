@@ -32,14 +32,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from maft.enums import ExampleKind, LabelSource, Role
 from maft.exceptions import InvalidTaskOptionError
 from maft.tasks.base import Message, Task
 
-Kind = Literal["G", "C-", "C+"]
 LossOn = Literal["all_assistant", "final"]
-KINDS: tuple[Kind, ...] = ("G", "C-", "C+")
 DROP_REASONS = ("other_task", "duplicate", "no_label", "low_consensus")
-LABEL_SOURCES = ("feedback", "reference", "vote")
 
 
 @dataclass(frozen=True)
@@ -104,8 +102,8 @@ class Example:
     train_on: LossOn  # which assistant turns carry the loss
     debate_id: str
     label: str
-    label_source: str  # "feedback" | "reference" | "vote"
-    kind: Kind
+    label_source: LabelSource
+    kind: ExampleKind
 
 
 @dataclass
@@ -121,11 +119,11 @@ class AgentDataset:
         """Size, counts and shares of G / C- / C+, label sources, distinct debates (+ info)."""
         size = len(self.examples)
         kinds = Counter(e.kind for e in self.examples)
-        counts = {k: kinds[k] for k in KINDS}
+        counts = {str(k): kinds[k] for k in ExampleKind}
         sources = Counter(e.label_source for e in self.examples)
         return {"size": size, "counts": counts,
-                "shares": {k: counts[k] / size if size else 0.0 for k in KINDS},
-                "label_sources": {s: sources[s] for s in LABEL_SOURCES},
+                "shares": {k: n / size if size else 0.0 for k, n in counts.items()},
+                "label_sources": {str(s): sources[s] for s in LabelSource},
                 "debates": len({e.debate_id for e in self.examples}), **self.info}
 
 
@@ -141,7 +139,7 @@ class Curation:
 class _Labelled:
     debate: DebateRecord
     label: str
-    source: str
+    source: LabelSource
 
 
 def _ground_truth(raw: str, task: Task) -> str:
@@ -151,13 +149,15 @@ def _ground_truth(raw: str, task: Task) -> str:
         return raw.strip()
 
 
-def label_of(debate: DebateRecord, config: CurationConfig, task: Task) -> tuple[str, str] | None:
+def label_of(debate: DebateRecord, config: CurationConfig,
+             task: Task) -> tuple[str, LabelSource] | None:
     """(y_hat, source): feedback, then reference (if use_ground_truth), then the vote; or None."""
-    truth = (("feedback", debate.feedback_answer), ("reference", debate.reference_answer))
+    truth = ((LabelSource.FEEDBACK, debate.feedback_answer),
+             (LabelSource.REFERENCE, debate.reference_answer))
     for source, raw in truth if config.use_ground_truth else ():
         if raw is not None and raw.strip():
             return _ground_truth(raw, task), source
-    return (debate.final_answer, "vote") if debate.final_answer else None
+    return (debate.final_answer, LabelSource.VOTE) if debate.final_answer else None
 
 
 def question_key(question: str) -> str:
@@ -185,7 +185,7 @@ def _screen(debate: DebateRecord, config: CurationConfig, task: Task) -> _Labell
     if label is None:
         return "no_label"
     consensus = debate.consensus if debate.consensus is not None else 0.0
-    if label[1] == "vote" and consensus < config.min_consensus:
+    if label[1] == LabelSource.VOTE and consensus < config.min_consensus:
         return "low_consensus"
     return _Labelled(debate, *label)
 
@@ -202,7 +202,8 @@ def _select(debates: Sequence[DebateRecord], task: Task, config: CurationConfig,
     return [v for v in verdicts if isinstance(v, _Labelled)]
 
 
-def _example(turn: TurnRecord, item: _Labelled, kind: Kind, train_on: LossOn) -> Example:
+def _example(turn: TurnRecord, item: _Labelled, kind: ExampleKind, train_on: LossOn
+             ) -> Example:
     messages: list[Message] = [dict(m) for m in turn.messages]
     messages.append({"role": "assistant", "content": turn.text})
     return Example(tuple(messages), train_on, item.debate.id, item.label, item.source, kind)
@@ -210,16 +211,17 @@ def _example(turn: TurnRecord, item: _Labelled, kind: Kind, train_on: LossOn) ->
 
 def _generator_example(item: _Labelled, n: int, task: Task) -> Example | None:
     """Agent n's round-1 response as a single-turn example if it is right, else None."""
-    turn = item.debate.turn(1, "generator", n)
+    turn = item.debate.turn(1, Role.GENERATOR, n)
     if turn is None or not task.is_correct(turn.answer, item.label):
         return None
-    return _example(turn, item, "G", "final")
+    return _example(turn, item, ExampleKind.GENERATOR, "final")
 
 
 def _own_history(debate: DebateRecord, n: int, last: TurnRecord) -> bool:
     """Whether the assistant turns sent to agent n are exactly its own earlier responses."""
     sent = [m.get("content") for m in last.messages if m.get("role") == "assistant"]
-    own = [debate.turn(r, "generator" if r == 1 else "critic", n) for r in range(1, last.round)]
+    own = [debate.turn(r, Role.GENERATOR if r == 1 else Role.CRITIC, n)
+           for r in range(1, last.round)]
     return None not in own and sent == [t.text for t in own if t is not None]
 
 
@@ -228,12 +230,13 @@ def _critic_example(item: _Labelled, n: int, task: Task, loss: LossOn) -> Exampl
     debate = item.debate
     if debate.rounds < 2:
         return None
-    first, last = debate.turn(1, "generator", n), debate.turn(debate.rounds, "critic", n)
+    first, last = debate.turn(1, Role.GENERATOR, n), debate.turn(debate.rounds, Role.CRITIC, n)
     if first is None or last is None or not task.is_correct(last.answer, item.label):
         return None
     if not _own_history(debate, n, last):
         return "inconsistent"
-    kind: Kind = "C+" if task.is_correct(first.answer, item.label) else "C-"
+    kind = (ExampleKind.KEPT_CORRECT if task.is_correct(first.answer, item.label)
+            else ExampleKind.CORRECTED)
     return _example(last, item, kind, loss)
 
 
@@ -246,16 +249,17 @@ def plus_count(n_minus: int, n_plus: int, w: float) -> int:
 
 def mix_critic(candidates: Sequence[Example], w: float, rng: random.Random) -> list[Example]:
     """All C- (none if w = 0) plus a seeded sample of C+, in the candidates' order."""
-    n_minus = sum(e.kind == "C-" for e in candidates)
-    plus = [i for i, e in enumerate(candidates) if e.kind == "C+"]
+    n_minus = sum(e.kind == ExampleKind.CORRECTED for e in candidates)
+    plus = [i for i, e in enumerate(candidates) if e.kind == ExampleKind.KEPT_CORRECT]
     chosen = set(rng.sample(plus, plus_count(n_minus, len(plus), w)))
-    return [e for i, e in enumerate(candidates) if i in chosen or (e.kind == "C-" and w > 0)]
+    return [e for i, e in enumerate(candidates)
+            if i in chosen or (e.kind == ExampleKind.CORRECTED and w > 0)]
 
 
 def _generator_dataset(usable: Sequence[_Labelled], n: int, task: Task) -> AgentDataset:
     examples = [e for item in usable if (e := _generator_example(item, n, task)) is not None]
     info = {} if examples else {"reason": "no right first-round answer of this agent"}
-    return AgentDataset("generator", n, examples, info)
+    return AgentDataset(Role.GENERATOR, n, examples, info)
 
 
 def _critic_reason(any_candidate: bool, w: float) -> str:
@@ -268,13 +272,14 @@ def _critic_dataset(usable: Sequence[_Labelled], n: int, task: Task,
                     config: CurationConfig) -> AgentDataset:
     found = [_critic_example(item, n, task, config.critic_loss) for item in usable]
     candidates = [e for e in found if isinstance(e, Example)]
-    minus, plus = (sum(e.kind == k for e in candidates) for k in ("C-", "C+"))
+    minus, plus = (sum(e.kind == k for e in candidates)
+                   for k in (ExampleKind.CORRECTED, ExampleKind.KEPT_CORRECT))
     examples = mix_critic(candidates, config.w, random.Random(f"{config.seed}:critic:{n}"))
     info: dict[str, Any] = {"available": {"C-": minus, "C+": plus}, "w": config.w,
                             "inconsistent": found.count("inconsistent")}
     if not examples:
         info["reason"] = _critic_reason(bool(candidates), config.w)
-    return AgentDataset("critic", n, examples, info)
+    return AgentDataset(Role.CRITIC, n, examples, info)
 
 
 def curate(debates: Sequence[DebateRecord], *, task: Task, agents: int,
@@ -286,13 +291,13 @@ def curate(debates: Sequence[DebateRecord], *, task: Task, agents: int,
     usable = _select(debates, task, config, dropped)
     datasets: dict[tuple[str, int], AgentDataset] = {}
     for n in range(agents):
-        datasets["generator", n] = _generator_dataset(usable, n, task)
-        datasets["critic", n] = _critic_dataset(usable, n, task, config)
+        datasets[Role.GENERATOR, n] = _generator_dataset(usable, n, task)
+        datasets[Role.CRITIC, n] = _critic_dataset(usable, n, task, config)
     sources = Counter(item.source for item in usable)
     stats: dict[str, Any] = {
         "task": task.name, "debates_seen": len(debates), "debates_used": len(usable),
         "dropped": {r: dropped[r] for r in DROP_REASONS},
-        "label_sources": {s: sources[s] for s in LABEL_SOURCES},
+        "label_sources": {str(s): sources[s] for s in LabelSource},
         "society_versions": sorted({item.debate.society_version for item in usable}),
     }
     stats.update({f"{role}-{n}": ds.stats() for (role, n), ds in datasets.items()})

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
+from maft.enums import Role
 from maft.exceptions import DebateFailedError, InferenceError, SocietyTooSmallError
 from maft.inference_client import ChatBackend, Completion, Sampling
 from maft.tasks.base import Message, Task
 from maft.voting import Vote, majority_vote
 
-Role = Literal["generator", "critic", "summarizer"]
 MAX_AGENTS, MAX_ROUNDS = 8, 4
 
 
@@ -125,7 +124,7 @@ class Debate:
                     messages: list[Message]) -> Turn:
         done: Completion = await self.backend.chat(model=model, messages=messages,
                                                    sampling=self.config.sampling)
-        answer = None if role == "summarizer" else self.task.parse(done.text)
+        answer = None if role == Role.SUMMARIZER else self.task.parse(done.text)
         turn = Turn(round_no, index, role, model, messages, done.text, answer,
                     done.prompt_tokens, done.completion_tokens, done.latency_ms,
                     done.finish_reason)
@@ -143,30 +142,31 @@ class Debate:
                 raise DebateFailedError(result, list(self.turns)) from result
             if isinstance(result, BaseException):
                 raise result
-        return list(results)  # type: ignore[arg-type]
+        return [r for r in results if isinstance(r, Turn)]  # every one is, after the loop
 
     async def _critic_inputs(self, round_no: int, previous: list[Turn]) -> list[Message]:
         texts = [t.text for t in previous]
         others = [[t for j, t in enumerate(texts) if j != n] for n in range(len(texts))]
         if not self.config.summarize:
             return [self.task.critic_message(o) for o in others]
-        calls = [(n, "summarizer", self.roster.summarizer,
+        calls = [(n, Role.SUMMARIZER, self.roster.summarizer,
                   self.task.summarizer_messages(self.question, o)) for n, o in enumerate(others)]
-        summaries = await self._gather(calls, round_no)  # type: ignore[arg-type]
+        summaries = await self._gather(calls, round_no)
         return [self.task.critic_summary_message(s.text) for s in summaries]
 
     async def run(self, question: str) -> DebateOutcome:
         """Debate `question`; DebateFailedError (with the partial turns) if inference fails."""
         n, self.question = self.config.agents, question
         first = self.task.generation_messages(question)
-        calls = [(i, "generator", self.roster.generators[i], list(first)) for i in range(n)]
-        current = await self._gather(calls, 1)  # type: ignore[arg-type]
+        calls = [(i, Role.GENERATOR, self.roster.generators[i], list(first)) for i in range(n)]
+        current = await self._gather(calls, 1)
         vote = await self._close_round(1, current)
         for round_no in range(2, self.config.rounds + 1):
             advice = await self._critic_inputs(round_no, current)
-            calls = [(i, "critic", self.roster.critics[i], [*conversation(current[i]), advice[i]])
+            calls = [(i, Role.CRITIC, self.roster.critics[i],
+                      [*conversation(current[i]), advice[i]])
                      for i in range(n)]
-            current = await self._gather(calls, round_no)  # type: ignore[arg-type]
+            current = await self._gather(calls, round_no)
             vote = await self._close_round(round_no, current)
         return DebateOutcome(turns=list(self.turns), vote=vote)
 

@@ -94,3 +94,15 @@ class AdapterExistsError(MaftError):
 
 class QueueUnavailableError(MaftError):
     """The training queue (Celery broker) cannot accept work."""
+
+
+class ChildExitedError(MaftError):
+    """A service process started by a launcher exited (or never started)."""
+
+    def __init__(self, name: str, returncode: int | None, log_tail: str) -> None:
+        super().__init__(f"{name} exited with {returncode}; last lines of its log:\n{log_tail}")
+        self.name, self.returncode, self.log_tail = name, returncode, log_tail
+
+
+class ChildNotReadyError(MaftError):
+    """A service process did not become ready in time."""

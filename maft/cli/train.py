@@ -13,12 +13,12 @@ from rich.table import Table
 
 from maft.cli.client import call
 from maft.cli.settings import CliSettings
+from maft.enums import ENDED_RUN
 
 console = Console()
 train_app = typer.Typer(help="Self-improvement runs (admin key).", no_args_is_help=True)
 adapters_app = typer.Typer(help="Societies and adapter versions (admin key).",
                            no_args_is_help=True)
-ENDED = ("succeeded", "failed", "skipped")
 
 
 def _options(task: str | None, agents: int | None, w: float | None, epochs: int | None,
@@ -50,7 +50,7 @@ def watch(settings: CliSettings, run_id: str, interval: float = 2.0) -> dict[str
                 if step["name"] not in bars:
                     bars[step["name"]] = progress.add_task(step["name"], total=1.0, s="")
                 progress.update(bars[step["name"]], completed=step["progress"], s=step["status"])
-            if run["status"] in ENDED:
+            if run["status"] in ENDED_RUN:
                 return run
             time.sleep(interval)
 

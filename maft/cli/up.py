@@ -6,12 +6,10 @@ import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Annotated
+from typing import Annotated
 
 import httpx
 import typer
@@ -20,53 +18,9 @@ from rich.console import Console
 from maft import queue
 from maft.cli.admin import create_key, upgrade_database
 from maft.cli.settings import CliSettings
+from maft.processes import Child, inference_argv, materialize_default_model, service_argv
 
 console = Console()
-DEFAULT_MODEL_DIR = "models/SmolLM2-135M-Instruct"
-
-
-@dataclass
-class Child:
-    """A service process started by `maft up`, logging to its own file."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log: Path
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    _out: IO[bytes] | None = field(default=None, repr=False)
-
-    def start(self) -> None:
-        """Start in its own session, so Ctrl-C reaches only `maft up`, which stops it."""
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        self._out = self.log.open("ab")
-        self.proc = subprocess.Popen(self.argv, env={**os.environ, **self.env},
-                                     stdout=self._out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    def alive(self) -> bool:
-        """Whether the process is still running."""
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, grace: float = 30.0) -> None:
-        """SIGTERM its process group, SIGKILL after `grace` seconds."""
-        if self.proc is None:
-            return
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            if self.proc.poll() is not None:
-                break
-            try:
-                os.killpg(self.proc.pid, sig)
-                self.proc.wait(timeout=wait)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
-        if self._out:
-            self._out.close()
-
-    def tail(self, lines: int = 30) -> str:
-        """The end of its log."""
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 def ensure_model(settings: CliSettings, model_path: Path | None) -> Path:
@@ -76,12 +30,10 @@ def ensure_model(settings: CliSettings, model_path: Path | None) -> Path:
             console.print(f"[red]{model_path} is not a Hugging Face model folder[/red]")
             raise typer.Exit(2)
         return model_path
-    dest = settings.home / DEFAULT_MODEL_DIR
+    dest = settings.model_dir
     if not (dest / "config.json").is_file():
         console.print(f"materialising SmolLM2-135M-Instruct into {dest} (once, ~30 s)...")
-    subprocess.run([sys.executable, "-m", "services.inference", "materialize", "--dest",
-                    str(dest)], check=True)
-    return dest
+    return materialize_default_model(dest)
 
 
 def ensure_key(settings: CliSettings) -> str:
@@ -105,18 +57,20 @@ def children(settings: CliSettings, model: Path, host: str, port: int, inference
               "MAFT_INFERENCE_URL": inference_url,
               # The embedded default needs no Redis: Celery's filesystem transport under home.
               "MAFT_BROKER_URL": "filesystem://"}
-    inference = Child("inference", [sys.executable, "-m", "services.inference", "serve"],
-                      {**common, "MAFT_MODEL_PATH": str(model), "MAFT_HOST": host,
+    inference = Child("inference", inference_argv(),
+                      {**os.environ, **common, "MAFT_MODEL_PATH": str(model), "MAFT_HOST": host,
                        "MAFT_PORT": str(inference_port)}, logs / "inference.log")
-    gateway = Child("gateway", [sys.executable, "-m", "uvicorn", "--factory",
-                                "services.gateway.main:app_factory", "--host", host,
-                                "--port", str(port)],
-                    {**common, "MAFT_AUTH_DISABLED": str(no_auth).lower()}, logs / "gateway.log")
-    trainer = Child("trainer", [sys.executable, "-m", "celery", "-A", "services.trainer.worker",
-                                "worker", "--beat", "-Q", queue.TRAINING_QUEUE, "-c", "1",
-                                "--loglevel", "INFO", "-s",
-                                str(settings.home / "celerybeat-schedule")],
-                    {**common, "MAFT_MODEL_PATH": str(model)}, logs / "trainer.log")
+    gateway = Child("gateway", service_argv("uvicorn", "--factory",
+                                            "services.gateway.main:app_factory", "--host", host,
+                                            "--port", str(port)),
+                    {**os.environ, **common, "MAFT_AUTH_DISABLED": str(no_auth).lower()},
+                    logs / "gateway.log")
+    trainer = Child("trainer", service_argv("celery", "-A", "services.trainer.worker", "worker",
+                                            "--beat", "-Q", queue.TRAINING_QUEUE, "-c", "1",
+                                            "--loglevel", "INFO", "-s",
+                                            str(settings.home / "celerybeat-schedule")),
+                    {**os.environ, **common, "MAFT_MODEL_PATH": str(model)},
+                    logs / "trainer.log")
     return [inference, gateway, trainer]
 
 

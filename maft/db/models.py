@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from maft.enums import DebateStatus, RunStatus, StepStatus
+
 # SQLite only auto-increments INTEGER PRIMARY KEY, not BIGINT.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -43,8 +45,8 @@ class Society(Base):
     __tablename__ = "societies"
 
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    kind: Mapped[str] = mapped_column(String(16))  # 'base' | 'adapters'
-    status: Mapped[str] = mapped_column(String(16))  # 'candidate' | 'promoted' | 'rejected'
+    kind: Mapped[str] = mapped_column(String(16))  # SocietyKind
+    status: Mapped[str] = mapped_column(String(16))  # SocietyStatus
     base_model_name: Mapped[str] = mapped_column(String(200))
     agents: Mapped[int] = mapped_column(Integer)
     parent_version: Mapped[int | None] = mapped_column(Integer)
@@ -64,9 +66,9 @@ class AdapterVersion(Base):
 
     lora_name: Mapped[str] = mapped_column(String(200), primary_key=True)
     society_version: Mapped[int] = mapped_column(ForeignKey("societies.version"), index=True)
-    role: Mapped[str] = mapped_column(String(16))  # 'generator' | 'critic'
+    role: Mapped[str] = mapped_column(String(16))  # Role.GENERATOR or Role.CRITIC
     agent_index: Mapped[int] = mapped_column(Integer)
-    lora_path: Mapped[str] = mapped_column(String(500))
+    lora_path: Mapped[str] = mapped_column(String(500))  # the adapter folder, as vLLM means it
     base_model_name: Mapped[str] = mapped_column(String(200))
     parent_lora_name: Mapped[str | None] = mapped_column(String(200))
     rank: Mapped[int] = mapped_column(Integer)
@@ -111,7 +113,7 @@ class Debate(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
                                                  index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(16), default="running")
+    status: Mapped[str] = mapped_column(String(16), default=DebateStatus.RUNNING)
     source: Mapped[str] = mapped_column(String(16), default="api")
     task: Mapped[str] = mapped_column(String(64))
     question: Mapped[str] = mapped_column(Text)
@@ -185,13 +187,12 @@ class TrainingRun(Base):
     __table_args__ = (UniqueConstraint("active_lock", name="uq_training_runs_active_lock"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED, index=True)
     trigger: Mapped[str] = mapped_column(String(16), default="api")
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     base_society_version: Mapped[int | None] = mapped_column(Integer)
     candidate_society_version: Mapped[int | None] = mapped_column(Integer)
     dataset_stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
     evaluation: Mapped[dict[str, Any]] = mapped_column(default=dict)
     decision: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
@@ -216,7 +217,7 @@ class TrainingStep(Base):
     run_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("training_runs.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=StepStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     eta_s: Mapped[float | None] = mapped_column(Float)

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from maft.db import crud
 from maft.db.models import Debate
 from maft.debate import DebateConfig, DebateListener, Roster, Turn, run_debate
+from maft.enums import DebateStatus
 from maft.exceptions import (
     DebateFailedError,
     InferenceTimeoutError,
@@ -23,6 +24,7 @@ from maft.exceptions import (
 from maft.inference_client import ChatBackend, Sampling
 from maft.tasks import Task, get_task
 from maft.voting import Vote
+from services.gateway.metrics import observe_debate
 from services.gateway.settings import GatewaySettings
 
 T = TypeVar("T")
@@ -138,10 +140,12 @@ class DebateService:
             elapsed = (time.perf_counter() - start) * 1000
             await self.store.call(crud.fail_debate, debate_id=debate_id, error=str(failure),
                                   latency_ms=elapsed)
+            observe_debate(request.task.name, DebateStatus.FAILED, None)
             raise failure from exc
         elapsed = (time.perf_counter() - start) * 1000
         await self.store.call(crud.finish_debate, debate_id=debate_id, outcome=outcome,
                               latency_ms=elapsed)
+        observe_debate(request.task.name, DebateStatus.COMPLETED, elapsed / 1000)
         return await self.store.call(crud.get_debate, debate_id=debate_id)
 
 

@@ -14,6 +14,7 @@ from maft.db import crud
 from maft.inference_client import InferenceClient
 from services.gateway.debates import DebateService, Store
 from services.gateway.settings import GatewaySettings
+from services.gateway.training_queue import TrainingQueue
 
 
 def _settings(request: Request) -> GatewaySettings:
@@ -32,10 +33,15 @@ def _inference(request: Request) -> InferenceClient:
     return request.app.state.inference
 
 
+def _training_queue(request: Request) -> TrainingQueue:
+    return request.app.state.training_queue
+
+
 SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
 StoreDep = Annotated[Store, Depends(_store)]
 DebateServiceDep = Annotated[DebateService, Depends(_debates)]
 InferenceDep = Annotated[InferenceClient, Depends(_inference)]
+TrainingQueueDep = Annotated[TrainingQueue, Depends(_training_queue)]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `maft keys create`.")
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from maft.debate import MAX_AGENTS, MAX_ROUNDS
+from maft.enums import DebateStatus
 
 MAX_QUESTION_CHARS = 4000
 
@@ -103,7 +104,7 @@ class DebateSummary(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
-    status: Literal["running", "completed", "failed"]
+    status: DebateStatus
     created_at: datetime
     finished_at: datetime | None
     source: str
@@ -193,3 +194,10 @@ class SocietyOut(BaseModel):
         data = {k: getattr(row, k) for k in cls.model_fields if k not in ("active", "adapters")}
         adapters = [AdapterOut.model_validate(a) for a in row.adapters]
         return cls(**data, active=row.version == active, adapters=adapters)
+
+
+class SocietyList(BaseModel):
+    """Every society, newest first, and which one serves debates."""
+
+    active_version: int
+    societies: list[SocietyOut]

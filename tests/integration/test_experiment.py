@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from services.trainer.experiment import adapters as adapters_module
-from services.trainer.experiment.collect import read_records
-from services.trainer.experiment.config import ExperimentConfig, Runtime, TrainingConfig
-from services.trainer.experiment.methods import ALL_METHODS
-from services.trainer.experiment.runner import run_experiment
-from services.trainer.experiment.state import State
+from experiment import adapters as adapters_module
+from experiment.collect import read_records
+from experiment.config import ExperimentConfig, Runtime, TrainingConfig
+from experiment.methods import ALL_METHODS
+from experiment.runner import run_experiment
+from experiment.state import State
 from tests.fixtures.vllm import TEST_MAX_RANK, VllmServer
 
 pytestmark = [pytest.mark.vllm, pytest.mark.training]

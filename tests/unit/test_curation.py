@@ -16,7 +16,6 @@ from maft.curation import (
     CurationConfig,
     DebateRecord,
     Example,
-    Kind,
     TurnRecord,
     curate,
     dedupe_questions,
@@ -24,6 +23,7 @@ from maft.curation import (
     mix_critic,
     plus_count,
 )
+from maft.enums import ExampleKind
 from maft.tasks import NumericTask
 from maft.voting import majority_vote
 
@@ -294,7 +294,7 @@ def test_same_seed_same_datasets_any_input_order_and_seeds_change_the_c_plus_sam
 
 
 def test_mix_critic_keeps_candidate_order() -> None:
-    order: list[Kind] = ["C+", "C-", "C+", "C+", "C-", "C+"]
+    order = [ExampleKind(k) for k in ("C+", "C-", "C+", "C+", "C-", "C+")]
     examples = [Example((), "final", f"d{i}", "5", "vote", k) for i, k in enumerate(order)]
     mixed = mix_critic(examples, 0.5, random.Random(0))
     assert [e.debate_id for e in mixed] == sorted(e.debate_id for e in mixed)

@@ -10,7 +10,13 @@ from maft.debate import Roster
 from maft.exceptions import DebateFailedError, InferenceTimeoutError, InferenceUnavailableError
 from maft.inference_client import Completion, Sampling
 from maft.tasks import get_task
-from services.trainer.evaluate import Answers, EvalSet, compare, debate_config, failure_hint
+from services.trainer.pipeline.evaluate import (
+    Answers,
+    EvalSet,
+    compare,
+    debate_config,
+    failure_hint,
+)
 from services.trainer.settings import TrainerSettings
 
 TASK = get_task("arithmetic", terms=2, pattern="+", low=0, high=10)

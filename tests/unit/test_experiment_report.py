@@ -10,15 +10,16 @@ from typing import Any
 
 import pytest
 
+from experiment.collect import Need, collect, plan, read_records
+from experiment.config import ExperimentConfig, Runtime
+from experiment.datasets import curated
+from experiment.exceptions import ConfigMismatchError
+from experiment.methods import SPECS
+from experiment.report import markdown, write_report
+from experiment.state import Society, State
+from experiment.views import paired, prediction, score_play
 from maft.inference_client import Completion, Sampling
 from maft.tasks import Message, get_task
-from services.trainer.experiment.collect import Need, collect, plan, read_records
-from services.trainer.experiment.config import ExperimentConfig, Runtime
-from services.trainer.experiment.datasets import curated
-from services.trainer.experiment.methods import SPECS
-from services.trainer.experiment.report import markdown, write_report
-from services.trainer.experiment.state import ConfigMismatchError, Society, State
-from services.trainer.experiment.views import paired, prediction, score_play
 
 TASK = get_task("arithmetic", terms=2, pattern="+", low=0, high=30)
 BASE = ("base",) * 3
@@ -169,7 +170,7 @@ def finished_state(tmp_path: Path) -> State:
     """A run whose phases are all recorded (as the runner would), without running anything."""
     cfg = config(test_size=5)
     state = State.open(tmp_path, cfg, Runtime(out_dir=tmp_path, model_path=Path("/m/Smol")),
-                       ["python", "-m", "services.trainer.experiment", "run", "--out", "x"])
+                       ["python", "-m", "experiment", "run", "--out", "x"])
     scores = {"base": [[1, 0, 0, 0, 0]], "majority": [[1, 1, 0, 0, 0]],
               "debate": [[1, 1, 0, 0, 0]], "single_ft": [[1, 1, 0, 0, 0], [1, 0, 0, 0, 0],
                                                          [1, 1, 1, 0, 0]],
@@ -199,7 +200,7 @@ def test_markdown_has_the_papers_layout_and_per_iteration_rows(tmp_path: Path) -
     assert any(line.startswith("| MAFT − Debate | 2 | +40.0 ± 24.5 | yes |") for line in lines)
     assert any(line.startswith("| MAFT − Single-agent FT | 1 | +40.0 ± 24.5 |") for line in lines)
     assert "| MAFT | 2 | 0.800 | 0.200 | 3.000 | – | – |" in lines
-    assert "python -m services.trainer.experiment run --out x" in text
+    assert "python -m experiment run --out x" in text
 
 
 def test_write_report_writes_json_and_plots(tmp_path: Path) -> None:

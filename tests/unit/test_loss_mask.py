@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.trainer.chat_encoding import IGNORE_INDEX, ExampleTooLongError, render
-from services.trainer.training import ChatExample, encode_example
+from services.trainer.lora.chat_encoding import IGNORE_INDEX, ExampleTooLongError, render
+from services.trainer.lora.loop import ChatExample, encode_example
 
 END = "<|im_end|>"
 
@@ -133,7 +133,7 @@ def test_example_without_assistant_turn_is_refused(tokenizer: Any) -> None:
 
 
 def test_padding_carries_no_loss(tokenizer: Any) -> None:
-    from services.trainer.batching import Encoded, collate
+    from services.trainer.lora.batching import Encoded, collate
 
     short = Encoded(*encode_example(tokenizer, ChatExample([user("1+1?"), assistant("2")]), 4096))
     long = Encoded(*encode_example(tokenizer, ChatExample(DEBATE), 4096))

@@ -3,8 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
+from services.trainer.lora.config import LoraConfigSpec, TrainConfig
 from services.trainer.settings import TrainerSettings
-from services.trainer.training_config import LoraConfigSpec, TrainConfig
 
 
 def test_defaults_are_the_training_configs() -> None:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from maft.db.models import AgentResponse, Debate, Feedback, utcnow
 from maft.debate import DebateConfig, DebateOutcome, Turn
+from maft.enums import DebateStatus
 from maft.exceptions import NotFoundError
 
 
@@ -53,7 +54,7 @@ def finish_debate(db: Session, *, debate_id: uuid.UUID, outcome: DebateOutcome,
                   latency_ms: float) -> Debate:
     """Mark a debate completed with its vote."""
     debate = _close(db, debate_id, latency_ms)
-    debate.status, debate.final_answer = "completed", outcome.final_answer
+    debate.status, debate.final_answer = DebateStatus.COMPLETED, outcome.final_answer
     debate.consensus = outcome.consensus
     return debate
 
@@ -61,7 +62,7 @@ def finish_debate(db: Session, *, debate_id: uuid.UUID, outcome: DebateOutcome,
 def fail_debate(db: Session, *, debate_id: uuid.UUID, error: str, latency_ms: float) -> Debate:
     """Mark a debate failed; its partial transcript stays."""
     debate = _close(db, debate_id, latency_ms)
-    debate.status, debate.error = "failed", error
+    debate.status, debate.error = DebateStatus.FAILED, error
     return debate
 
 
@@ -127,9 +128,9 @@ def add_feedback(db: Session, *, debate_id: uuid.UUID, correct_answer: str,
 
 def fail_stale_debates(db: Session, *, before: datetime) -> int:
     """Mark debates still 'running' since before `before` as failed (their gateway died)."""
-    stale = db.scalars(select(Debate).where(Debate.status == "running",
+    stale = db.scalars(select(Debate).where(Debate.status == DebateStatus.RUNNING,
                                             Debate.created_at < before)).all()
     for debate in stale:
-        debate.status, debate.finished_at = "failed", utcnow()
+        debate.status, debate.finished_at = DebateStatus.FAILED, utcnow()
         debate.error = "interrupted: the gateway stopped before the debate finished"
     return len(stale)

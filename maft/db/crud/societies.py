@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from maft.db.models import ActiveSociety, AdapterVersion, Society, utcnow
 from maft.debate import MAX_AGENTS, Roster
+from maft.enums import AGENT_ROLES, Role, SocietyKind, SocietyStatus
 from maft.exceptions import NotFoundError, SocietyError
 
 
@@ -18,7 +20,7 @@ def ensure_base_society(db: Session, *, base_model_name: str) -> None:
     if db.get(Society, 0) is None:
         try:
             with db.begin_nested():
-                db.add(Society(version=0, kind="base", status="promoted",
+                db.add(Society(version=0, kind=SocietyKind.BASE, status=SocietyStatus.PROMOTED,
                                base_model_name=base_model_name, agents=MAX_AGENTS))
         except IntegrityError:
             pass  # another process recorded it first
@@ -49,9 +51,9 @@ def active_society(db: Session) -> Society:
 
 def roster_of(society: Society) -> Roster:
     """The debate roster of a society; SocietyError if its adapters are incomplete."""
-    if society.kind == "base":
+    if society.kind == SocietyKind.BASE:
         return Roster.base(society.base_model_name, society.agents, society.version)
-    by_role: dict[str, dict[int, str]] = {"generator": {}, "critic": {}}
+    by_role: dict[str, dict[int, str]] = {role: {} for role in AGENT_ROLES}
     for adapter in society.adapters:
         by_role[adapter.role][adapter.agent_index] = adapter.lora_name
     names = {}
@@ -60,15 +62,16 @@ def roster_of(society: Society) -> Roster:
             raise SocietyError(f"society v{society.version} lacks {role} adapters "
                                f"(has agents {sorted(found)} of {society.agents})")
         names[role] = tuple(found[i] for i in range(society.agents))
-    return Roster(society.version, names["generator"], names["critic"], society.base_model_name)
+    return Roster(society.version, names[Role.GENERATOR], names[Role.CRITIC],
+                  society.base_model_name)
 
 
 def add_society(db: Session, *, version: int, base_model_name: str, agents: int,
-                adapters: list[AdapterVersion], status: str = "candidate",
+                adapters: list[AdapterVersion], status: SocietyStatus = SocietyStatus.CANDIDATE,
                 parent_version: int | None = None,
                 training_run_id: uuid.UUID | None = None) -> Society:
     """Record a society of adapters (not active until `activate_society`)."""
-    society = Society(version=version, kind="adapters", status=status, agents=agents,
+    society = Society(version=version, kind=SocietyKind.ADAPTERS, status=status, agents=agents,
                       base_model_name=base_model_name, parent_version=parent_version,
                       training_run_id=training_run_id)
     db.add(society)
@@ -89,8 +92,8 @@ def activate_society(db: Session, *, version: int, reason: str) -> Society:
         db.add(ActiveSociety(id=1, version=version, reason=reason))
     else:
         pointer.version, pointer.reason, pointer.updated_at = version, reason, utcnow()
-    if society.status == "candidate":
-        society.status = "promoted"
+    if society.status == SocietyStatus.CANDIDATE:
+        society.status = SocietyStatus.PROMOTED
     return society
 
 
@@ -109,3 +112,44 @@ def list_adapters(db: Session) -> list[AdapterVersion]:
     """Every adapter version, newest society first."""
     return list(db.scalars(select(AdapterVersion).order_by(
         AdapterVersion.society_version.desc(), AdapterVersion.role, AdapterVersion.agent_index)))
+
+
+def reject_society(db: Session, *, version: int, only_candidate: bool = False) -> None:
+    """Mark a society rejected (with `only_candidate`, only while it is still a candidate)."""
+    society = db.get(Society, version)
+    if society is None:
+        return
+    if not only_candidate or society.status == SocietyStatus.CANDIDATE:
+        society.status = SocietyStatus.REJECTED
+
+
+def record_society_metrics(db: Session, *, version: int, metrics: dict[str, Any]) -> None:
+    """Merge `metrics` (evaluation, diversity...) into a society's metrics."""
+    society = db.get(Society, version)
+    if society is not None:
+        society.metrics = {**society.metrics, **metrics}
+
+
+def add_candidate_society(db: Session, *, version: int, base: Society, agents: int,
+                          training_run_id: uuid.UUID) -> Society:
+    """The (empty) candidate society a training run fills with adapters."""
+    society = Society(version=version, kind=SocietyKind.ADAPTERS,
+                      status=SocietyStatus.CANDIDATE, agents=agents,
+                      base_model_name=base.base_model_name, parent_version=base.version,
+                      training_run_id=training_run_id)
+    db.add(society)
+    db.flush()
+    return society
+
+
+def add_adapter_version(db: Session, *, lora_name: str, society_version: int, role: str,
+                        agent_index: int, lora_path: str, parent_lora_name: str | None,
+                        rank: int, metrics: dict[str, Any]) -> None:
+    """Record a published adapter of a society (idempotent: a retried step adds nothing)."""
+    if db.get(AdapterVersion, lora_name) is not None:
+        return
+    society = get_society(db, version=society_version)
+    db.add(AdapterVersion(lora_name=lora_name, society_version=society_version, role=role,
+                          agent_index=agent_index, lora_path=lora_path,
+                          base_model_name=society.base_model_name,
+                          parent_lora_name=parent_lora_name, rank=rank, metrics=metrics))

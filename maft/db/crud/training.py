@@ -7,22 +7,23 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from maft.curation import DebateRecord, TurnRecord
+from maft.db.crud.societies import active_society, record_society_metrics
 from maft.db.models import Debate, TrainingRun, TrainingStep, utcnow
+from maft.enums import DebateStatus, RunStatus, StepStatus
 from maft.exceptions import ConflictError, NotFoundError
 
-LIVE = ("queued", "running")
 TRAINING_SOURCES = ("api", "chat")  # never eval or experiment debates
 
 
 def create_run(db: Session, *, options: dict[str, Any], trigger: str,
                base_society_version: int) -> TrainingRun:
     """A queued run holding the one-live-run lock; ConflictError if another run is live."""
-    run = TrainingRun(options=options, trigger=trigger, status="queued", active_lock=True,
+    run = TrainingRun(options=options, trigger=trigger, status=RunStatus.QUEUED, active_lock=True,
                       base_society_version=base_society_version, heartbeat_at=utcnow())
     try:
         with db.begin_nested():
@@ -37,8 +38,6 @@ def create_run(db: Session, *, options: dict[str, Any], trigger: str,
 
 def queue_run(db: Session, *, options: dict[str, Any], trigger: str) -> TrainingRun:
     """A queued run based on the active society, with its first step planned."""
-    from maft.db.crud.societies import active_society
-
     run = create_run(db, options=options, trigger=trigger,
                      base_society_version=active_society(db).version)
     add_steps(db, run=run, names=["curate"])
@@ -78,8 +77,8 @@ def last_run(db: Session) -> TrainingRun | None:
     return db.scalar(select(TrainingRun).order_by(TrainingRun.created_at.desc()).limit(1))
 
 
-def finish_run(db: Session, *, run: TrainingRun, status: str, decision: str | None = None,
-               error: str | None = None) -> None:
+def finish_run(db: Session, *, run: TrainingRun, status: RunStatus,
+               decision: str | None = None, error: str | None = None) -> None:
     """End a run (succeeded / skipped / failed) and release the one-live-run lock."""
     run.status, run.finished_at, run.active_lock = status, utcnow(), None
     run.decision = decision or run.decision
@@ -91,7 +90,7 @@ def add_steps(db: Session, *, run: TrainingRun, names: Sequence[str]) -> None:
     have = {s.name for s in run.steps}
     for name in names:
         if name not in have:
-            run.steps.append(TrainingStep(name=name, status="pending"))
+            run.steps.append(TrainingStep(name=name, status=StepStatus.PENDING))
     db.flush()
 
 
@@ -107,28 +106,18 @@ def stale_runs(db: Session, *, before: datetime) -> list[TrainingRun]:
     """Live runs whose worker is gone: the run's last heartbeat is older than `before`, or one
     of its running steps stopped beating (its worker died while others keep the run alive)."""
     stuck = select(TrainingStep.run_id).where(
-        TrainingStep.status == "running",
+        TrainingStep.status == StepStatus.RUNNING,
         func.coalesce(TrainingStep.heartbeat_at, TrainingStep.started_at) < before)
     return list(db.scalars(select(TrainingRun).where(
         TrainingRun.active_lock.is_(True),
         or_(TrainingRun.heartbeat_at < before, TrainingRun.id.in_(stuck)))))
 
 
-def beat(db: Session, *, run_id: uuid.UUID, step_name: str) -> None:
-    """Record that the worker running `step_name` of a run is alive."""
-    now = utcnow()
-    db.execute(update(TrainingStep).where(TrainingStep.run_id == run_id,
-                                          TrainingStep.name == step_name,
-                                          TrainingStep.status == "running")
-               .values(heartbeat_at=now))
-    db.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(heartbeat_at=now))
-
-
 def count_new_debates(db: Session, *, since: datetime | None, task: str | None = None,
                       society_version: int | None = None) -> int:
     """Completed, trainable debates created after `since`."""
     query = select(func.count()).select_from(Debate).where(
-        Debate.status == "completed", Debate.source.in_(TRAINING_SOURCES))
+        Debate.status == DebateStatus.COMPLETED, Debate.source.in_(TRAINING_SOURCES))
     if since is not None:
         query = query.where(Debate.created_at > since)
     if task:
@@ -153,7 +142,7 @@ def debate_records(db: Session, *, task: str | None = None, since: datetime | No
                    until: datetime | None = None, society_versions: Sequence[int] | None = None,
                    limit: int = 100_000) -> list[DebateRecord]:
     """Completed user debates (with turns and labels) for curation, oldest first."""
-    query = select(Debate).where(Debate.status == "completed",
+    query = select(Debate).where(Debate.status == DebateStatus.COMPLETED,
                                  Debate.source.in_(TRAINING_SOURCES)).options(
         selectinload(Debate.responses), selectinload(Debate.feedback))
     if task:
@@ -166,3 +155,25 @@ def debate_records(db: Session, *, task: str | None = None, since: datetime | No
         query = query.where(Debate.society_version.in_(list(society_versions)))
     rows = db.scalars(query.order_by(Debate.created_at).limit(limit))
     return [_record(d) for d in rows]
+
+
+def record_curation(db: Session, *, run_id: uuid.UUID, stats: dict[str, Any]) -> TrainingRun:
+    """Store what curation built (per-agent dataset statistics) on the run."""
+    run = get_run(db, run_id=run_id)
+    run.dataset_stats = stats
+    return run
+
+
+def record_evaluation(db: Session, *, run_id: uuid.UUID, result: dict[str, Any]
+                      ) -> TrainingRun:
+    """Store the evaluation gate's figures and decision on the run (and the candidate's
+    accuracy on its society, where the gate got that far)."""
+    run = get_run(db, run_id=run_id)
+    run.evaluation, run.decision = result, result.get("decision")
+    candidate = result.get("candidate")
+    if candidate and run.candidate_society_version is not None:
+        figures = {k: candidate[k] for k in ("accuracy", "stderr", "n") if k in candidate}
+        record_society_metrics(db, version=run.candidate_society_version,
+                               metrics={"eval": {**figures, "source": result.get("source"),
+                                                 "partial": result.get("partial", False)}})
+    return run

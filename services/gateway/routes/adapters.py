@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
 from maft.db import crud
 from maft.db.models import Society
 from maft.debate import Roster
+from maft.enums import SocietyStatus
 from maft.exceptions import ConflictError, InferenceError, SocietyError
 from services.gateway.deps import AdminPrincipal, InferenceDep, StoreDep
-from services.gateway.schemas import ErrorOut, SocietyOut
+from services.gateway.schemas import ErrorOut, SocietyList, SocietyOut
 
 router = APIRouter(prefix="/v1", tags=["adapters"])
 
 
-def _societies(db: Session) -> dict[str, Any]:
+def _societies(db: Session) -> SocietyList:
     active = crud.active_society(db).version
     rows = crud.list_societies(db)
-    return {"active_version": active,
-            "societies": [SocietyOut.from_row(s, active=active) for s in rows]}
+    return SocietyList(active_version=active,
+                       societies=[SocietyOut.from_row(s, active=active) for s in rows])
 
 
-@router.get("/adapters")
-async def list_adapters(_: AdminPrincipal, store: StoreDep) -> dict[str, Any]:
+@router.get("/adapters", response_model=SocietyList)
+async def list_adapters(_: AdminPrincipal, store: StoreDep) -> SocietyList:
     """Every society with its adapter versions and metrics, and which one serves debates."""
     return await store.call(_societies)
 
@@ -42,9 +41,9 @@ def _rejection(db: Session, society: Society) -> str:
 
 def _roster(db: Session, *, version: int, force: bool) -> Roster:
     society = crud.get_society(db, version=version)
-    if society.status == "candidate":
+    if society.status == SocietyStatus.CANDIDATE:
         raise ConflictError(f"society v{version} is the candidate of a training run in progress")
-    if society.status == "rejected" and not force:
+    if society.status == SocietyStatus.REJECTED and not force:
         raise ConflictError(
             f"society v{version} was rejected by its evaluation gate ({_rejection(db, society)});"
             f" to activate it anyway pass force=true (CLI: maft adapters activate {version} "
@@ -55,16 +54,16 @@ def _roster(db: Session, *, version: int, force: bool) -> Roster:
         raise ConflictError(str(exc)) from None
 
 
-def _activate(db: Session, *, version: int, force: bool) -> dict[str, Any]:
+def _activate(db: Session, *, version: int, force: bool) -> SocietyList:
     reason = "activated by an admin" + (" (forced)" if force else "")
     crud.activate_society(db, version=version, reason=reason)
     return _societies(db)
 
 
-@router.post("/societies/{version}/activate",
+@router.post("/societies/{version}/activate", response_model=SocietyList,
              responses={c: {"model": ErrorOut} for c in (404, 409, 503)})
 async def activate(version: int, _: AdminPrincipal, store: StoreDep, inference: InferenceDep,
-                   force: bool = False) -> dict[str, Any]:
+                   force: bool = False) -> SocietyList:
     """Make society `version` serve debates (rollback = activate an earlier one).
 
     Every adapter must load on the inference server first; a broken society is never activated.

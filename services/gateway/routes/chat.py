@@ -14,8 +14,10 @@ from fastapi.responses import StreamingResponse
 
 from maft.db.models import Debate
 from maft.debate import DebateListener, Turn
+from maft.enums import Role
 from maft.exceptions import DebateFailedError, NotFoundError
 from maft.voting import Vote
+from services.gateway import views
 from services.gateway.chat_schemas import (
     ChatChoice,
     ChatRequest,
@@ -26,9 +28,7 @@ from services.gateway.chat_schemas import (
 from services.gateway.debates import DebateRequest, build_request
 from services.gateway.deps import DebateServiceDep, QueryPrincipal, SettingsDep
 from services.gateway.errors import inference_status
-from services.gateway.metrics import observe_debate
 from services.gateway.presets import presets
-from services.gateway.routes import views
 from services.gateway.schemas import ErrorOut
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -62,7 +62,7 @@ def answer_text(debate: Debate) -> str:
     if debate.final_answer is None:
         return NO_ANSWER
     task = views.task_of(debate.task)
-    last = [r for r in debate.responses if r.round == debate.rounds and r.role != "summarizer"]
+    last = [r for r in debate.responses if r.round == debate.rounds and r.role != Role.SUMMARIZER]
     for response in sorted(last, key=lambda r: r.agent_index):
         if response.parsed_answer and task.equivalent(response.parsed_answer,
                                                       debate.final_answer):
@@ -78,7 +78,7 @@ def _maft(debate: Debate) -> dict[str, Any]:
                         "consensus": r.consensus,
                         "answers": [{"agent_index": x.agent_index, "lora_name": x.lora_name,
                                      "answer": x.parsed_answer}
-                                    for x in r.responses if x.role != "summarizer"]}
+                                    for x in r.responses if x.role != Role.SUMMARIZER]}
                        for r in views.rounds(debate)]}
 
 
@@ -100,12 +100,7 @@ async def chat_completions(body: ChatRequest, request: Request, principal: Query
         request.app.state.jobs.add(job)  # keep a reference until the debate ends
         job.add_done_callback(request.app.state.jobs.discard)
         return StreamingResponse(stream.events(), media_type="text/event-stream")
-    try:
-        debate = await service.run(debate_request, debate_id, roster)
-    except DebateFailedError:
-        observe_debate(debate_request.task.name, "failed", None)
-        raise
-    observe_debate(debate.task, debate.status, (debate.latency_ms or 0) / 1000)
+    debate = await service.run(debate_request, debate_id, roster)
     return ChatResponse(id=f"chatcmpl-{debate.id}", created=int(debate.created_at.timestamp()),
                         model=body.model, usage=_usage(debate), maft=_maft(debate),
                         choices=[ChatChoice(message={"role": "assistant",
@@ -143,11 +138,9 @@ class _Stream(DebateListener):
             debate = await service.run(request, self.debate_id, roster, listener=self)
         except DebateFailedError as exc:
             status, kind = inference_status(exc.cause)
-            observe_debate(request.task.name, "failed", None)
             await self.queue.put({"error": {"message": f"debate failed: {exc}", "type": kind,
                                             "code": status, "debate_id": str(self.debate_id)}})
         else:
-            observe_debate(debate.task, debate.status, (debate.latency_ms or 0) / 1000)
             await self.queue.put(self.chunk({"content": answer_text(debate)}))
             await self.queue.put(self.chunk({}, "stop", usage=_usage(debate), maft=_maft(debate)))
         finally:

@@ -9,11 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 
 from maft.db import crud
-from maft.exceptions import DebateFailedError, NotFoundError
+from maft.exceptions import NotFoundError
+from services.gateway import views
 from services.gateway.debates import build_request
 from services.gateway.deps import DebateServiceDep, QueryPrincipal, SettingsDep, StoreDep
-from services.gateway.metrics import observe_debate
-from services.gateway.routes import views
 from services.gateway.schemas import (
     DebateCreate,
     DebateOut,
@@ -41,15 +40,13 @@ def parse_id(debate_id: str) -> uuid.UUID:
 async def create_debate(body: DebateCreate, principal: QueryPrincipal, settings: SettingsDep,
                         service: DebateServiceDep) -> DebateOut:
     """Ask a question; the agents debate and the majority answers. Every turn is stored."""
-    request = build_request(settings, **body.model_dump(), api_key_id=principal.key_id)
+    request = build_request(
+        settings, question=body.question, task=body.task, agents=body.agents,
+        rounds=body.rounds, summarize=body.summarize, temperature=body.temperature,
+        top_p=body.top_p, max_tokens=body.max_tokens, reference_answer=body.reference_answer,
+        api_key_id=principal.key_id)
     debate_id, roster = await service.start(request)
-    try:
-        debate = await service.run(request, debate_id, roster)
-    except DebateFailedError:
-        observe_debate(request.task.name, "failed", None)
-        raise
-    observe_debate(debate.task, debate.status, (debate.latency_ms or 0) / 1000)
-    return views.detail(debate)
+    return views.detail(await service.run(request, debate_id, roster))
 
 
 @router.get("/{debate_id}", response_model=DebateOut, responses={404: {"model": ErrorOut}})

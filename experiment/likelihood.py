@@ -27,7 +27,7 @@ class Scorer:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from services.trainer.torch_runtime import resolve_device
+        from services.trainer.lora.runtime import resolve_device
 
         self.device = resolve_device("auto")
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)

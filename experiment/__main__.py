@@ -1,16 +1,20 @@
-"""`python -m services.trainer.experiment run ... | report <dir>`."""
+"""`python -m experiment run ... | report <dir>` (also `maft experiment ...`).
+
+Every option's default is the matching field's default in experiment.config.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from services.trainer.experiment.config import (
+from experiment.config import (
     DEFAULT_TASK_OPTIONS,
     ExperimentConfig,
     Runtime,
@@ -21,6 +25,8 @@ from services.trainer.experiment.config import (
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Reproduce the MAFT paper's comparison on this stack (method.md).")
 Opt = typer.Option
+_C, _T = ExperimentConfig(), TrainingConfig()
+_R: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Runtime)}
 
 
 @app.command()
@@ -28,38 +34,45 @@ def run(
     out: Annotated[Path, Opt(help="Output folder; rerun the same command to resume.")],
     model_path: Annotated[Path | None, Opt(help="Base model folder (HF format); default: "
                                            "SmolLM2-135M-Instruct, materialised once.")] = None,
-    task: Annotated[str, Opt(help="arithmetic | gsm8k | ...")] = "arithmetic",
+    task: Annotated[str, Opt(help="arithmetic | gsm8k | ...")] = _C.task,
     task_options: Annotated[str, Opt(help="JSON, e.g. '{\"path\": \"train.jsonl\"}' for "
                                      "gsm8k")] = json.dumps(DEFAULT_TASK_OPTIONS),
-    train_size: int = 100, test_size: int = 100, train_seed: int = 1, test_seed: int = 2,
-    iterations: int = 2,
+    train_size: int = _C.train_size, test_size: int = _C.test_size,
+    train_seed: int = _C.train_seed, test_seed: int = _C.test_seed,
+    iterations: int = _C.iterations,
     methods: Annotated[str, Opt(help="Comma list or 'all': base, majority, debate, "
                                 "majority_ft, star, single_ft, maft, maft_wo_critic, "
-                                "maft_wo_summary.")] = "base,majority,debate,single_ft,maft",
-    agents: int = 3, rounds: int = 2,
+                                "maft_wo_summary.")] = ",".join(_C.methods),
+    agents: int = _C.agents, rounds: int = _C.rounds,
     summarize: Annotated[bool, Opt(help="Main debate summarises others' answers (paper); "
-                                   "default: concatenation (the product's default).")] = False,
-    temperature: float = 0.7, top_p: float = 0.9, max_tokens: int = 256,
+                                   "default: concatenation (the product's default).")]
+    = _C.summarize,
+    temperature: float = _C.temperature, top_p: float = _C.top_p,
+    max_tokens: int = _C.max_tokens,
     sampling_extra: Annotated[str, Opt(help="JSON of extra vLLM sampling fields.")] = "{}",
-    w: float = 2 / 3, min_consensus: float = 0.0, seed: int = 0,
-    lora_rank: int = 8, lora_alpha: int = 16, learning_rate: float = 2e-4, epochs: int = 1,
-    train_batch_size: int = 4, max_seq_len: int = 1024, train_dtype: str = "auto",
-    max_steps: int | None = None,
-    diversity_questions: Annotated[int, Opt(help="Test questions for cross-agent NLL.")] = 30,
-    nll: bool = True, embeddings: bool = True,
+    w: float = _C.w, min_consensus: float = _C.min_consensus, seed: int = _C.seed,
+    lora_rank: int = _T.rank, lora_alpha: int = _T.alpha,
+    learning_rate: float = _T.learning_rate, epochs: int = _T.epochs,
+    train_batch_size: int = _T.batch_size, max_seq_len: int = _T.max_seq_len,
+    train_dtype: str = _T.dtype, max_steps: int | None = _T.max_steps,
+    diversity_questions: Annotated[int, Opt(help="Test questions for cross-agent NLL.")]
+    = _C.diversity_questions,
+    nll: bool = _C.nll, embeddings: bool = _C.embeddings,
     inference_url: Annotated[str | None, Opt(help="Use this running server (default: launch "
                                              "our own).")] = None,
     adapter_store: Annotated[Path | None, Opt(help="That server's adapter store.")] = None,
     served_model_path: Annotated[str | None, Opt(help="That server's --model string.")] = None,
-    base_model_name: str = "SmolLM2-135M-Instruct",
-    max_lora_rank: int = 16, max_loras: int = 8, max_model_len: int = 4096,
-    inference_dtype: str = "auto", cpu_kvcache_gib: int = 2,
-    tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
-    concurrency: Annotated[int, Opt(help="Debates in flight at once.")] = 32,
+    base_model_name: str = _R["base_model_name"],
+    max_lora_rank: int = _R["max_lora_rank"], max_loras: int = _R["max_loras"],
+    max_model_len: int = _R["max_model_len"], inference_dtype: str = _R["inference_dtype"],
+    cpu_kvcache_gib: int = _R["cpu_kvcache_gib"],
+    tensor_parallel_size: int = _R["tensor_parallel_size"],
+    gpu_memory_utilization: float = _R["gpu_memory_utilization"],
+    concurrency: Annotated[int, Opt(help="Debates in flight at once.")] = _R["concurrency"],
 ) -> None:
     """Run (or resume) the experiment."""
-    from services.trainer.experiment.runner import run_experiment
-    from services.trainer.experiment.state import ConfigMismatchError
+    from experiment.exceptions import ConfigMismatchError
+    from experiment.runner import run_experiment
 
     training = TrainingConfig(rank=lora_rank, alpha=lora_alpha, learning_rate=learning_rate,
                               epochs=epochs, batch_size=train_batch_size,
@@ -85,8 +98,7 @@ def run(
     # SIGTERM -> SystemExit, so the `finally` blocks stop our inference server too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        run_experiment(config, runtime, command=["python", "-m", "services.trainer.experiment",
-                                                 *sys.argv[1:]])
+        run_experiment(config, runtime, command=["python", "-m", "experiment", *sys.argv[1:]])
     except ConfigMismatchError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"results in {out}/results.md")
@@ -95,15 +107,16 @@ def run(
 def _model(path: Path | None) -> Path:
     if path is not None:
         return path.expanduser().absolute()
-    from services.inference.model import materialize_smollm2
+    from maft.processes import materialize_default_model
 
-    return materialize_smollm2(Path("~/.cache/maft-tests/SmolLM2-135M-Instruct").expanduser())
+    return materialize_default_model(
+        Path("~/.cache/maft-tests/SmolLM2-135M-Instruct").expanduser())
 
 
 @app.command()
 def report(out: Annotated[Path, typer.Argument(help="An experiment's output folder.")]) -> None:
     """Rebuild results.json, results.md and the plots from state.json."""
-    from services.trainer.experiment.report import write_report
+    from experiment.report import write_report
 
     write_report(out)
     typer.echo((out / "results.md").read_text())

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from experiment.config import ExperimentConfig, Runtime
+from experiment.methods import MethodSpec
+from experiment.state import Society
 from maft.adapter_store import AdapterStore
-from services.trainer.experiment.config import ExperimentConfig, Runtime
-from services.trainer.experiment.methods import MethodSpec
-from services.trainer.experiment.state import Society
 
 Progress = Callable[[int, int, float | None], None]
 
@@ -68,7 +68,7 @@ class Trainer:
 
     def _train(self, name: str, examples: list[dict[str, Any]], parent: Path | None,
                progress: Progress | None) -> dict[str, Any]:
-        from services.trainer.training import ChatExample, LoraConfigSpec, TrainConfig, train_lora
+        from services.trainer.lora.loop import ChatExample, LoraConfigSpec, TrainConfig, train_lora
 
         t = self.config.training
         config = TrainConfig(lora=LoraConfigSpec(rank=t.rank, alpha=t.alpha),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from itertools import groupby
 
 from maft.db.models import Debate
+from maft.enums import Role
 from maft.exceptions import UnknownTaskError
 from maft.tasks import Task, get_task
 from maft.voting import majority_vote
@@ -42,7 +43,7 @@ def rounds(debate: Debate) -> list[RoundOut]:
     for number, rows in groupby(sorted(debate.responses, key=lambda r: r.round),
                                 key=lambda r: r.round):
         responses = [ResponseOut.model_validate(r) for r in rows]
-        agents = sorted((r for r in responses if r.role != "summarizer"),
+        agents = sorted((r for r in responses if r.role != Role.SUMMARIZER),
                         key=lambda r: r.agent_index)
         vote = majority_vote([r.parsed_answer for r in agents], task.equivalent)
         out.append(RoundOut(round=number, majority_answer=vote.answer,

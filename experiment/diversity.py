@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from services.trainer.experiment.likelihood import Scorer
-from services.trainer.experiment.views import round_turns
+from experiment.likelihood import Scorer
+from experiment.views import round_turns
 
 
 @cache

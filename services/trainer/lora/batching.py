@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from services.trainer.chat_encoding import IGNORE_INDEX
+from services.trainer.lora.chat_encoding import IGNORE_INDEX
 
 GROUP_BATCHES = 16  # batches per length-sorted group: bigger groups pad less, shuffle less
 

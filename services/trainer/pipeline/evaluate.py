@@ -13,7 +13,6 @@ finished are kept on the run, with what to change.
 from __future__ import annotations
 
 import asyncio
-import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,28 +22,21 @@ from sqlalchemy.orm import Session
 
 from maft import queue
 from maft.db import crud
-from maft.debate import DebateConfig, DebateOutcome, Roster, run_debate
+from maft.debate import DebateConfig, Roster, run_debate
+from maft.enums import Decision, StepStatus
 from maft.exceptions import (
     DebateFailedError,
     InferenceTimeoutError,
     InferenceUnavailableError,
 )
 from maft.inference_client import ChatBackend, InferenceClient, Sampling
-from maft.tasks import Problem, Task, get_task, split_of
-from maft.training_options import RunOptions
+from maft.run_options import RunOptions
+from maft.scoring import EvalSet, accuracy
+from maft.tasks import Problem, get_task, split_of
 from services.trainer.context import Next, TrainerContext
 from services.trainer.exceptions import EvaluationError
-from services.trainer.runs import Progress, begin_step, end_step, heartbeat
+from services.trainer.pipeline.runs import Progress, begin_step, heartbeat
 from services.trainer.settings import TrainerSettings
-
-
-@dataclass
-class EvalSet:
-    """Questions with known answers that training never saw."""
-
-    source: str
-    task: Task
-    problems: list[Problem]
 
 
 @dataclass
@@ -86,41 +78,6 @@ def _rosters(db: Session, *, run_id: uuid.UUID) -> tuple[Roster, Roster]:
         raise EvaluationError(f"training run {run_id} has no candidate society to evaluate")
     active = crud.roster_of(crud.active_society(db))
     return active, crud.roster_of(crud.get_society(db, version=run.candidate_society_version))
-
-
-def accuracy(task: Task, problems: list[Problem], answers: dict[int, str | None],
-             version: int) -> dict[str, Any]:
-    """Accuracy (with standard error) over the questions that have an answer."""
-    right = sum(task.is_correct(a, problems[i].answer) for i, a in answers.items())
-    n = len(answers)
-    share = right / n if n else 0.0
-    return {"society_version": version, "accuracy": share, "correct": right, "n": n,
-            "stderr": math.sqrt(share * (1 - share) / n) if n else None,
-            "answers": [answers.get(i) for i in range(len(problems))]}
-
-
-async def score(roster: Roster, data: EvalSet, config: DebateConfig, client: ChatBackend,
-                concurrency: int, progress: Any = None,
-                on_outcome: Callable[[int, DebateOutcome], None] | None = None
-                ) -> dict[str, Any]:
-    """Accuracy (with standard error) of a society's debates on the held-out set.
-
-    `on_outcome(i, outcome)` sees each finished debate of `data.problems[i]` (e.g. to save it).
-    """
-    gate, answers = asyncio.Semaphore(concurrency), dict[int, str | None]()
-
-    async def one(index: int, problem: Problem) -> None:
-        async with gate:
-            outcome = await run_debate(problem.question, task=data.task, config=config,
-                                       roster=roster, backend=client)
-        answers[index] = outcome.final_answer
-        if on_outcome:
-            on_outcome(index, outcome)
-        if progress:
-            progress(len(answers), len(data.problems))
-
-    await asyncio.gather(*(one(i, p) for i, p in enumerate(data.problems)))
-    return accuracy(data.task, data.problems, answers, roster.society_version)
 
 
 async def compare(data: EvalSet, rosters: dict[str, Roster], config: DebateConfig,
@@ -189,11 +146,11 @@ async def _run_compare(ctx: TrainerContext, data: EvalSet, rosters: dict[str, Ro
 
 
 def _record(db: Session, *, run_id: uuid.UUID, result: dict[str, Any],
-            status: str = "done") -> None:
-    run = crud.get_run(db, run_id=run_id)
-    run.evaluation, run.decision = result, result.get("decision")
-    end_step(db, run, "evaluate", status=status,
-             detail={"decision": result.get("decision"), "partial": result.get("partial", False)})
+            status: StepStatus = StepStatus.DONE) -> None:
+    run = crud.record_evaluation(db, run_id=run_id, result=result)
+    crud.end_step(db, run=run, name="evaluate", status=status,
+                  detail={"decision": result.get("decision"),
+                          "partial": result.get("partial", False)})
 
 
 def _scores(data: EvalSet, rosters: dict[str, Roster], answers: Answers) -> dict[str, Any]:
@@ -211,7 +168,7 @@ def _evaluate(ctx: TrainerContext, run_id: uuid.UUID) -> None:
     result: dict[str, Any] = {"source": data.source, "questions": len(data.problems),
                               "margin": margin}
     if not data.problems:
-        result.update(decision="reject", reason="no held-out data to evaluate on")
+        result.update(decision=Decision.REJECT, reason="no held-out data to evaluate on")
         ctx.call(_record, run_id=run_id, result=result)
         return
     rosters, answers = {"active": active, "candidate": candidate}, Answers()
@@ -219,11 +176,11 @@ def _evaluate(ctx: TrainerContext, run_id: uuid.UUID) -> None:
         asyncio.run(_run_compare(ctx, data, rosters, answers, Progress(ctx, run_id, "evaluate")))
     except EvaluationError as exc:
         result.update(_scores(data, rosters, answers), partial=True, error=str(exc))
-        ctx.call(_record, run_id=run_id, result=result, status="failed")
+        ctx.call(_record, run_id=run_id, result=result, status=StepStatus.FAILED)
         raise
     result.update(_scores(data, rosters, answers))
     promote = result["candidate"]["accuracy"] >= result["active"]["accuracy"] - margin
-    result["decision"] = "promote" if promote else "reject"
+    result["decision"] = Decision.PROMOTE if promote else Decision.REJECT
     ctx.call(_record, run_id=run_id, result=result)
 
 

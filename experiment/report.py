@@ -10,12 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from experiment.collect import read_records
+from experiment.config import ExperimentConfig
+from experiment.methods import SPECS
+from experiment.state import State
+from experiment.views import agent_accuracy, paired
 from maft.tasks import get_task
-from services.trainer.experiment.collect import read_records
-from services.trainer.experiment.config import ExperimentConfig
-from services.trainer.experiment.methods import SPECS
-from services.trainer.experiment.state import State
-from services.trainer.experiment.views import agent_accuracy, paired
 
 COMPARE = (("maft", "debate"), ("maft", "single_ft"))
 DIVERSITY = (("consensus", "consensus"), ("embedding_dissimilarity", "embedding dissim."),
@@ -216,7 +216,7 @@ def markdown(state: State, agents: dict[str, dict[str, list[list[float]]]] | Non
 
 def write_report(out_dir: Path) -> dict[str, Any]:
     """Write results.json, results.md and the PNG plots into `out_dir`."""
-    from services.trainer.experiment.plots import plot_accuracy, plot_diversity
+    from experiment.plots import plot_accuracy, plot_diversity
 
     state = State.load(out_dir)
     results = collect_results(state)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from experiment.config import ExperimentConfig
+from experiment.methods import MethodSpec, Play
+from experiment.views import debate_records, label_accuracy, round_turns
 from maft.curation import CurationConfig, Example, curate
+from maft.enums import Role
 from maft.tasks import Message, Task
-from services.trainer.experiment.config import ExperimentConfig
-from services.trainer.experiment.methods import MethodSpec, Play
-from services.trainer.experiment.views import debate_records, label_accuracy, round_turns
 
 Slots = dict[str, list[dict[str, Any]]]
 
@@ -33,9 +34,9 @@ def curated(records: Sequence[dict[str, Any]], spec: MethodSpec, config: Experim
         seed=config.seed))
     slots: Slots = {}
     for (role, n), data in result.datasets.items():
-        if role == "critic" and not (spec.train_critics and play == "debate"):
+        if role == Role.CRITIC and not (spec.train_critics and play == "debate"):
             continue
-        slot = "all" if spec.shared else f"{'gen' if role == 'generator' else 'crit'}{n}"
+        slot = "all" if spec.shared else f"{'gen' if role == Role.GENERATOR else 'crit'}{n}"
         slots.setdefault(slot, []).extend(_chat(e) for e in data.examples)
     stats = {"curation": result.stats, "sizes": {s: len(v) for s, v in slots.items()},
              "label_accuracy": label_accuracy(records, play, config.agents, task)}

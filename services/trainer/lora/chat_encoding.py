@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from services.trainer.training_config import ChatExample
+from services.trainer.lora.config import ChatExample
 
 IGNORE_INDEX = -100  # the label PyTorch's cross_entropy skips
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from maft.debate import MAX_AGENTS
+from maft.enums import AGENT_ROLES
 
 
 class _Options(BaseModel):
@@ -63,6 +64,6 @@ class RunOptions(_Options):
     def _agent_names(cls, value: list[str] | None) -> list[str] | None:
         for name in value or []:
             role, _, index = name.partition("-")
-            if role not in ("generator", "critic") or not index.isdigit():
+            if role not in AGENT_ROLES or not index.isdigit():
                 raise ValueError(f"{name!r}: use 'generator-<n>' or 'critic-<n>'")
         return value

@@ -1,4 +1,5 @@
-"""Run lifecycle shared by the steps: heartbeats, progress, fan-in, failure, reaping, auto-start."""
+"""Run lifecycle shared by the steps: begin, heartbeats, progress, fan-in, failure, reaping,
+auto-start. The state lives in the database (maft.db.crud); these wrap it in transactions."""
 
 from __future__ import annotations
 
@@ -9,56 +10,19 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
-
-from sqlalchemy.orm import Session
 
 from maft import queue
 from maft.db import crud
-from maft.db.models import Society, TrainingRun, utcnow
-from maft.exceptions import ConflictError, NotFoundError
+from maft.db.models import utcnow
+from maft.exceptions import ConflictError
 from services.trainer.context import Next, TrainerContext
 
 log = logging.getLogger(__name__)
-TRAIN_PREFIX = "train:"
-
-
-def train_step_name(role: str, agent_index: int) -> str:
-    """Step name of one agent's training."""
-    return f"{TRAIN_PREFIX}{role}:{agent_index}"
-
-
-def live_run(db: Session, run_id: uuid.UUID) -> TrainingRun | None:
-    """The run if it is still queued or running (a retried task of an ended run does nothing)."""
-    run = crud.get_run(db, run_id=run_id)
-    return run if run.status in crud.training.LIVE else None
 
 
 def begin_step(ctx: TrainerContext, run_id: uuid.UUID, name: str) -> bool:
     """Mark a step running (and the run alive); False if the run ended or the step is done."""
-    with ctx.tx() as db:
-        run = live_run(db, run_id)
-        if run is None:
-            return False
-        current = crud.step(run, name)
-        if current.status in ("done", "skipped"):
-            return False
-        current.status, current.started_at = "running", utcnow()
-        current.heartbeat_at = current.started_at
-        current.attempts += 1
-        run.status, run.heartbeat_at = "running", utcnow()
-        run.started_at = run.started_at or utcnow()
-    return True
-
-
-def end_step(db: Session, run: TrainingRun, name: str, *, status: str = "done",
-             detail: dict[str, Any] | None = None) -> None:
-    """Mark a step finished."""
-    current = crud.step(run, name)
-    current.status, current.progress, current.eta_s = status, 1.0, 0.0
-    current.finished_at, run.heartbeat_at = utcnow(), utcnow()
-    if detail:
-        current.detail = {**current.detail, **detail}
+    return ctx.call(crud.begin_step, run_id=run_id, name=name)
 
 
 @contextmanager
@@ -101,47 +65,21 @@ class Progress:
             return
         self.last, elapsed = now, now - self.start
         eta = elapsed / done * (total - done) if done else None
-        with self.ctx.tx() as db:
-            run = crud.get_run(db, run_id=self.run_id)
-            current = crud.step(run, self.name)
-            current.progress, current.eta_s = (done / total if total else 1.0), eta
-            current.detail = {**current.detail, "done": done, "total": total,
-                              **({"loss": round(loss, 4)} if loss is not None else {})}
-            run.heartbeat_at = current.heartbeat_at = utcnow()
+        self.ctx.call(crud.record_progress, run_id=self.run_id, name=self.name, done=done,
+                      total=total, eta_s=eta, loss=loss)
 
 
 def fan_in(ctx: TrainerContext, run_id: uuid.UUID) -> list[Next]:
     """After an agent finished: the last one to finish enqueues evaluation (exactly once)."""
-    with ctx.tx() as db:
-        run = crud.get_run(db, run_id=run_id, lock=True)
-        trains = [s for s in run.steps if s.name.startswith(TRAIN_PREFIX)]
-        evaluate = crud.step(run, "evaluate")
-        if run.status not in crud.training.LIVE or evaluate.status != "pending":
-            return []
-        if any(s.status not in ("done", "skipped") for s in trains):
-            return []
-        evaluate.status = "queued"
-    return [(queue.TASK_EVALUATE, (str(run_id),))]
+    if ctx.call(crud.claim_after_trains, run_id=run_id, name="evaluate"):
+        return [(queue.TASK_EVALUATE, (str(run_id),))]
+    return []
 
 
 def fail_run(ctx: TrainerContext, run_id: uuid.UUID, error: str) -> None:
     """End a run as failed: the lock is released and its candidate never becomes active."""
-    with ctx.tx() as db:
-        try:
-            run = crud.get_run(db, run_id=run_id, lock=True)
-        except NotFoundError:
-            return
-        if run.status not in crud.training.LIVE:
-            return
-        for current in run.steps:
-            if current.status in ("running", "queued"):
-                current.status = "failed"
-        if run.candidate_society_version is not None:
-            society = db.get(Society, run.candidate_society_version)
-            if society is not None and society.status == "candidate":
-                society.status = "rejected"
-        crud.finish_run(db, run=run, status="failed", error=error[:4000])
-    log.error("training run %s failed: %s", run_id, error)
+    if ctx.call(crud.fail_run, run_id=run_id, error=error):
+        log.error("training run %s failed: %s", run_id, error)
 
 
 def reap_stale_runs(ctx: TrainerContext) -> list[uuid.UUID]:

@@ -10,10 +10,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiment.methods import ALL_METHODS, SPECS, MethodSpec
 from maft.debate import DebateConfig
 from maft.inference_client import Sampling
-from services.trainer.experiment.methods import ALL_METHODS, SPECS, MethodSpec
-from services.trainer.training_config import LoraConfigSpec, TrainConfig
+from maft.settings import DEFAULT_BASE_MODEL_NAME, DEFAULT_MAX_LORA_RANK
+from services.trainer.lora.config import LoraConfigSpec, TrainConfig
 
 _LORA, _TRAIN = LoraConfigSpec(), TrainConfig()  # one source for the trainer's defaults
 
@@ -114,11 +115,11 @@ class Runtime:
 
     out_dir: Path
     model_path: Path
-    base_model_name: str = "SmolLM2-135M-Instruct"
+    base_model_name: str = DEFAULT_BASE_MODEL_NAME
     inference_url: str | None = None  # None: launch our own server
     adapter_store: Path | None = None  # default: <out_dir>/store
     served_model_path: str | None = None  # the --model string of a running server
-    max_lora_rank: int = 16
+    max_lora_rank: int = DEFAULT_MAX_LORA_RANK
     max_loras: int = 8
     max_model_len: int = 4096
     inference_dtype: str = "auto"  # bfloat16 where native (GPU, AVX512-BF16/AMX), else float32

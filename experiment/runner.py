@@ -11,20 +11,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from experiment import datasets as data
+from experiment.adapters import Trainer, train_method
+from experiment.collect import Need, collect, plan
+from experiment.config import ExperimentConfig, Runtime
+from experiment.diversity import cross_nll, embedding_dissimilarity
+from experiment.likelihood import Scorer
+from experiment.methods import MethodSpec, Play
+from experiment.progress import Bars
+from experiment.report import write_report
+from experiment.server import Endpoint, inference
+from experiment.state import Society, State
+from experiment.views import consensus, score_play
 from maft.inference_client import InferenceClient
 from maft.tasks import Problem, Task, get_task
-from services.trainer.experiment import datasets as data
-from services.trainer.experiment.adapters import Trainer, train_method
-from services.trainer.experiment.collect import Need, collect, plan
-from services.trainer.experiment.config import ExperimentConfig, Runtime
-from services.trainer.experiment.diversity import cross_nll, embedding_dissimilarity
-from services.trainer.experiment.likelihood import Scorer
-from services.trainer.experiment.methods import MethodSpec, Play
-from services.trainer.experiment.progress import Bars
-from services.trainer.experiment.report import write_report
-from services.trainer.experiment.server import Endpoint, inference
-from services.trainer.experiment.state import Society, State
-from services.trainer.experiment.views import consensus, score_play
 
 LEARN_PLAY: dict[str, Play] = {"majority": "majority", "star": "single", "pooled": "debate",
                                "per_agent": "debate"}

@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from experiment.config import ExperimentConfig
+from experiment.methods import Play
 from maft.debate import DebateConfig, DebateOutcome, Roster
 from maft.inference_client import ChatBackend
+from maft.scoring import EvalSet, score
 from maft.tasks import Problem, Task
-from services.trainer.evaluate import EvalSet, score
-from services.trainer.experiment.config import ExperimentConfig
-from services.trainer.experiment.methods import Play
 
 _RANK = {"debate": 2, "majority": 1, "single": 0}
 

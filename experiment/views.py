@@ -7,17 +7,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from experiment.methods import Play
 from maft.curation import DebateRecord, TurnRecord
+from maft.enums import Role
 from maft.tasks import Task
 from maft.voting import majority_vote
-from services.trainer.experiment.methods import Play
 
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def round_turns(record: dict[str, Any], round_no: int, agents: int) -> list[dict[str, Any]]:
     """The turns of one round of agents 0..agents-1, in agent order (summaries excluded)."""
-    turns = [t for t in record["turns"] if t["round"] == round_no and t["role"] != "summarizer"
+    turns = [t for t in record["turns"] if t["round"] == round_no and t["role"] != Role.SUMMARIZER
              and t["agent_index"] < agents]
     return sorted(turns, key=lambda t: t["agent_index"])
 

@@ -16,19 +16,14 @@ from sqlalchemy.orm import Session
 
 from maft.adapter_store import lora_name_for, read_adapter_config
 from maft.db import crud
-from maft.db.models import AdapterVersion
-from maft.training_options import RunOptions
+from maft.enums import Role, SocietyKind
+from maft.run_options import RunOptions
 from services.trainer.context import Next, TrainerContext
-from services.trainer.curate import dataset_path, read_dataset
-from services.trainer.runs import (
-    Progress,
-    begin_step,
-    end_step,
-    fan_in,
-    heartbeat,
-    train_step_name,
-)
-from services.trainer.training import ChatExample, LoraConfigSpec, TrainConfig, train_lora
+from services.trainer.exceptions import RunNotPlannedError
+from services.trainer.lora.config import ChatExample, LoraConfigSpec, TrainConfig
+from services.trainer.lora.loop import train_lora
+from services.trainer.pipeline.datasets import dataset_path, read_dataset
+from services.trainer.pipeline.runs import Progress, begin_step, fan_in, heartbeat
 
 
 def train_config(ctx: TrainerContext, options: RunOptions) -> TrainConfig:
@@ -48,10 +43,12 @@ def _context(db: Session, *, run_id: uuid.UUID, role: str, agent_index: int
     run = crud.get_run(db, run_id=run_id)
     base = crud.get_society(db, version=run.base_society_version or 0)
     parent = None
-    if base.kind == "adapters" and agent_index < base.agents:
+    if base.kind == SocietyKind.ADAPTERS and agent_index < base.agents:
         roster = crud.roster_of(base)
-        parent = (roster.generators if role == "generator" else roster.critics)[agent_index]
-    assert run.candidate_society_version is not None, "curate did not plan this run"
+        parent = (roster.generators if role == Role.GENERATOR else roster.critics)[agent_index]
+    if run.candidate_society_version is None:
+        raise RunNotPlannedError(f"training run {run_id} has no candidate society: its curate "
+                                 "step did not finish")
     return RunOptions.model_validate(run.options), run.candidate_society_version, parent
 
 
@@ -88,23 +85,10 @@ def build_adapter(ctx: TrainerContext, *, examples: list[dict[str, Any]], out: P
             "tokens_per_s": result.tokens_per_s}
 
 
-def _record(db: Session, *, run_id: uuid.UUID, step_name: str, lora_name: str, role: str,
-            agent_index: int, version: int, parent: str | None, rank: int,
-            metrics: dict[str, Any]) -> None:
-    run = crud.get_run(db, run_id=run_id)
-    if db.get(AdapterVersion, lora_name) is None:
-        society = crud.get_society(db, version=version)
-        db.add(AdapterVersion(lora_name=lora_name, society_version=version, role=role,
-                              agent_index=agent_index, lora_path=lora_name,
-                              base_model_name=society.base_model_name,
-                              parent_lora_name=parent, rank=rank, metrics=metrics))
-    end_step(db, run, step_name, detail={"lora_name": lora_name, **metrics})
-
-
 def train_agent(ctx: TrainerContext, run_id: uuid.UUID, role: str, agent_index: int
                 ) -> list[Next]:
     """Train, publish and record one agent's new adapter, then fan in."""
-    name = train_step_name(role, agent_index)
+    name = crud.train_step_name(role, agent_index)
     if begin_step(ctx, run_id, name):
         with heartbeat(ctx, run_id, name):
             _train_and_record(ctx, run_id, role, agent_index, name)
@@ -120,7 +104,7 @@ def _train_and_record(ctx: TrainerContext, run_id: uuid.UUID, role: str, agent_i
     metrics: dict[str, Any] = {"trained": False, "reason": "already published (retry)"}
     if not ctx.store.exists(lora_name):
         parent_path = ctx.store.path(parent) if parent and not options.from_base else None
-        examples = read_dataset(dataset_path(ctx, run_id, role, agent_index))
+        examples = read_dataset(dataset_path(ctx.settings.runs_dir, run_id, role, agent_index))
         if not selected(options, role, agent_index):
             examples = []
         work = ctx.settings.runs_dir / str(run_id) / f".tmp-{lora_name}-{uuid.uuid4().hex}"
@@ -131,7 +115,15 @@ def _train_and_record(ctx: TrainerContext, run_id: uuid.UUID, role: str, agent_i
                                         served_model_path, max_rank=ctx.settings.max_lora_rank)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    rank = int(read_adapter_config(ctx.store.path(lora_name)).get("r", config.lora.rank))
-    ctx.call(_record, run_id=run_id, step_name=name, lora_name=lora_name, role=role,
-             agent_index=agent_index, version=version, parent=parent, rank=rank,
-             metrics=metrics)
+    folder = ctx.store.path(lora_name)
+    rank = int(read_adapter_config(folder).get("r", config.lora.rank))
+    ctx.call(_record, run_id=run_id, step_name=name, metrics=metrics, adapter=dict(
+        lora_name=lora_name, society_version=version, role=role, agent_index=agent_index,
+        lora_path=str(folder), parent_lora_name=parent, rank=rank, metrics=metrics))
+
+
+def _record(db: Session, *, run_id: uuid.UUID, step_name: str, metrics: dict[str, Any],
+            adapter: dict[str, Any]) -> None:
+    crud.add_adapter_version(db, **adapter)
+    crud.end_step(db, run=crud.get_run(db, run_id=run_id), name=step_name,
+                  detail={"lora_name": adapter["lora_name"], **metrics})

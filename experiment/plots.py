@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.trainer.experiment.methods import SPECS
+from experiment.methods import SPECS
 
 COLORS = {key: f"C{i}" for i, key in enumerate(SPECS)}  # one colour per method in every plot
 PLOTTED = ("maft", "single_ft", "debate")  # the three; other methods are drawn faint

@@ -22,16 +22,16 @@ import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from services.trainer.batching import Batch, Encoded, collate, step_plan, steps_per_epoch
-from services.trainer.chat_encoding import IGNORE_INDEX, ExampleTooLongError, encode_example
-from services.trainer.torch_runtime import configure_threads, resolve_device, resolve_dtype
-from services.trainer.training_config import (
+from services.trainer.lora.batching import Batch, Encoded, collate, step_plan, steps_per_epoch
+from services.trainer.lora.chat_encoding import IGNORE_INDEX, ExampleTooLongError, encode_example
+from services.trainer.lora.config import (
     ChatExample,
     LoraConfigSpec,
     ProgressFn,
     TrainConfig,
     TrainResult,
 )
+from services.trainer.lora.runtime import configure_threads, resolve_device, resolve_dtype
 
 __all__ = ["ChatExample", "LoraConfigSpec", "ProgressFn", "TrainConfig", "TrainResult",
            "encode_example", "train_lora"]
