@@ -6,12 +6,14 @@ from maft.exceptions import InvalidTaskOptionError, UnknownTaskError
 from maft.tasks.arithmetic import ArithmeticSpec, ArithmeticTask
 from maft.tasks.base import Message, Problem, Task, split_of
 from maft.tasks.gsm8k import GSM8KTask
+from maft.tasks.math import MathTask
 from maft.tasks.numeric import NumericTask
 
 REGISTRY: dict[str, type[Task]] = {
     NumericTask.name: NumericTask,
     ArithmeticTask.name: ArithmeticTask,
     GSM8KTask.name: GSM8KTask,
+    MathTask.name: MathTask,
 }
 
 
@@ -37,6 +39,7 @@ __all__ = [
     "ArithmeticSpec",
     "ArithmeticTask",
     "GSM8KTask",
+    "MathTask",
     "Message",
     "NumericTask",
     "Problem",

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
 from maft.exceptions import InvalidTaskOptionError
 
 Message = dict[str, str]
 
 TEST_FRACTION = 0.2
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -101,3 +106,46 @@ def check_split(split: str) -> None:
     """Reject an unknown split name."""
     if split not in ("train", "test", "all"):
         raise InvalidTaskOptionError(f"split must be 'train', 'test' or 'all', not {split!r}")
+
+
+def dataset_path(task: str, path: str | None) -> str:
+    """The dataset path of a file-backed task; InvalidTaskOptionError when it has none."""
+    if not path:
+        raise InvalidTaskOptionError(f"task {task} needs a dataset path (option 'path')")
+    return path
+
+
+def read_jsonl(path: str, kind: str, convert: Callable[[Any], T | None]) -> tuple[T, ...]:
+    """`convert` of every row of a JSONL file, rows it maps to None left out.
+
+    A missing file or a row `convert` rejects (ValueError, KeyError, TypeError,
+    AttributeError) is an InvalidTaskOptionError naming `kind`, the file and the line.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise InvalidTaskOptionError(f"{kind} file {path} does not exist")
+    items = []
+    with file.open("rb") as handle:  # json.loads decodes UTF-8 itself, errors included
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                item = convert(json.loads(line))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise InvalidTaskOptionError(f"{path}:{number}: not a {kind} row ({exc})") from exc
+            if item is not None:
+                items.append(item)
+    return tuple(items)
+
+
+def sample_problems(pool: Iterable[Problem], n: int, *, seed: int, split: str,
+                    source: str) -> list[Problem]:
+    """`n` problems with distinct questions from `pool`'s `split`, a seeded sample."""
+    check_split(split)
+    unique: dict[str, Problem] = {}
+    for p in pool:  # the first of repeated questions wins, so the pool order is the file's
+        if split == "all" or split_of(p.question) == split:
+            unique.setdefault(p.question, p)
+    if len(unique) < n:
+        raise InvalidTaskOptionError(f"{source} has only {len(unique)} {split} problems")
+    return random.Random(seed).sample(list(unique.values()), n)
