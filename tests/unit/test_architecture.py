@@ -47,7 +47,8 @@ def copy_of_the_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ("services/gateway/deps.py", "import peft", "The gateway imports no ML framework"),
     ("services/trainer/context.py", "from services.inference import launcher",
      "Services never import"),
-    ("experiment/views.py", "import services.inference.launcher", "The experiment harness uses maft"),
+    ("experiment/views.py", "import services.inference.launcher",
+     "The experiment harness uses maft"),
 ])
 def test_a_forbidden_import_breaks_its_contract(copy_of_the_tree: Path, module: str, line: str,
                                                 contract: str) -> None:
