@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from experiment.methods import Play
-from maft.curation import DebateRecord, TurnRecord
 from maft.enums import Role
+from maft.records import DebateRecord, TurnRecord
 from maft.tasks import Task
 from maft.voting import majority_vote
 

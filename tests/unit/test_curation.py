@@ -14,9 +14,7 @@ import pytest
 from maft.curation import (
     Curation,
     CurationConfig,
-    DebateRecord,
     Example,
-    TurnRecord,
     curate,
     dedupe_questions,
     label_of,
@@ -24,6 +22,7 @@ from maft.curation import (
     plus_count,
 )
 from maft.enums import ExampleKind
+from maft.records import DebateRecord, TurnRecord
 from maft.tasks import NumericTask
 from maft.voting import majority_vote
 

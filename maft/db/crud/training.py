@@ -11,11 +11,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from maft.curation import DebateRecord, TurnRecord
 from maft.db.crud.societies import active_society, record_society_metrics
 from maft.db.models import Debate, TrainingRun, TrainingStep, utcnow
 from maft.enums import DebateStatus, RunStatus, StepStatus
 from maft.exceptions import ConflictError, NotFoundError
+from maft.records import DebateRecord, TurnRecord
 
 TRAINING_SOURCES = ("api", "chat")  # never eval or experiment debates
 

@@ -10,10 +10,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from maft import queue
-from maft.curation import AgentDataset, CurationConfig, DebateRecord, curate
+from maft.curation import AgentDataset, CurationConfig, curate
 from maft.db import crud
 from maft.db.models import Society
 from maft.enums import AGENT_ROLES, SocietyKind
+from maft.records import DebateRecord
 from maft.run_options import RunOptions
 from maft.tasks import get_task, split_of, task_names
 from services.trainer.context import Next, TrainerContext
