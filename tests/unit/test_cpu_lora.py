@@ -8,6 +8,8 @@ padded to max_lora_rank with zeros), decode batches (one token per request) and 
 from __future__ import annotations
 
 import importlib.metadata
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -193,6 +195,59 @@ def test_unused_layers_cost_nothing() -> None:
     a, b = stacked(QKV_PROJ, [], torch.float32)
     x, y = torch.randn(len(ids), HIDDEN), torch.randn(len(ids), sum(QKV_PROJ))
     assert torch.equal(run(PunicaWrapperDenseCPU, ids, 6, y, x, a, b, QKV_PROJ), y)
+
+
+def test_custom_op_path_matches_eager() -> None:
+    """With compile kept on, the wrapper calls the same math through torch custom ops."""
+    ids = CASES["prefill-and-decode"]
+    a, b = stacked(QKV_PROJ, RANKS, torch.float32)
+    x, y = torch.randn(len(ids), HIDDEN), torch.randn(len(ids), sum(QKV_PROJ))
+    compiled = mapped(PunicaWrapperDenseCPU, ids, len(RANKS))
+    compiled.compiled = True  # type: ignore[attr-defined]
+    ours = run(PunicaWrapperDenseCPU, ids, len(RANKS), y, x, a, b, QKV_PROJ, compiled)
+    eager = run(PunicaWrapperDenseCPU, ids, len(RANKS), y, x, a, b, QKV_PROJ)
+    assert torch.equal(ours, eager)
+
+
+def test_torch_compile_neither_skips_nor_freezes_the_lora_math(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled once, the layer must follow later batches' mappings and sizes without a
+    recompile (vLLM's CPU compile traces once and drops guards): all-base first, then mixed."""
+    import torch._dynamo
+
+    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
+    torch._dynamo.reset()
+    a, b = stacked(O_PROJ, RANKS, torch.float32)
+    wrapper = PunicaWrapperDenseCPU(4096, 4096, "cpu")
+    wrapper.compiled = True
+
+    @torch.compile(backend="aot_eager", dynamic=True, fullgraph=True)
+    def layer(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        wrapper.add_lora_linear(y, x, a, b, 1.0, O_PROJ)
+        return y
+
+    for ids in (token_ids([0] * 5, 1), CASES["decode-6-mixed-with-base"],
+                CASES["prefill-and-decode"]):
+        mapped(PunicaWrapperDenseCPU, ids, len(RANKS), wrapper)
+        x, y = torch.randn(len(ids), HIDDEN), torch.randn(len(ids), sum(O_PROJ))
+        out = layer(y.clone(), x)
+        torch.testing.assert_close(out.double(), reference(ids, y, x, a, b, O_PROJ),
+                                   rtol=1e-5, atol=1e-5)
+    torch._dynamo.reset()
+
+
+def test_keep_compile_hides_lora_from_the_platform_check() -> None:
+    """The CPU platform turns compile off when LoRA is on; the patch keeps its other work."""
+
+    class Platform:
+        @classmethod
+        def check_and_update_config(cls, config: Any) -> None:
+            config.mode = "none" if config.lora_config is not None else "compile"
+
+    config = SimpleNamespace(lora_config="lora", mode=None)
+    cpu_lora._keep_compile(Platform)
+    Platform.check_and_update_config(config)
+    assert config.mode == "compile" and config.lora_config == "lora"
 
 
 def test_slot_mask_and_effective_rank() -> None:
