@@ -89,7 +89,8 @@ def score_play(records: Sequence[dict[str, Any]], play: Play, agents: int,
 
 def _turn_record(turn: dict[str, Any]) -> TurnRecord:
     return TurnRecord(turn["round"], turn["agent_index"], turn["role"], turn["lora_name"],
-                      tuple(dict(m) for m in turn["messages"]), turn["text"], turn["answer"])
+                      tuple(dict(m) for m in turn["messages"]), turn["text"], turn["answer"],
+                      turn.get("finish_reason"))
 
 
 def debate_records(records: Sequence[dict[str, Any]], *, play: Play, agents: int,

@@ -7,8 +7,14 @@ datasets, in the same order, whatever the order of the input debates. Choices, i
   labelling, so the newest debate stands for its question even if it proves unusable.
 - Label y_hat (`label_of`): if use_ground_truth, the latest feedback, else the reference answer
   (normalised by the task where they parse), else the majority vote (`final_answer`). No label:
-  dropped ("no_label"). min_consensus drops vote-labelled debates only ("low_consensus"); a
-  missing consensus counts as 0.
+  dropped ("no_label"). A vote labels only with a strict majority (majority="strict", the
+  default): more than half of the debate's agents gave it (consensus > 1/2; an unparseable
+  answer counts against it), else "no_majority" (a 3-way split would otherwise make the tie
+  rule, agent 0's answer, everyone's label). majority="plurality" keeps the answering rule.
+  min_consensus drops vote-labelled debates only ("low_consensus"); missing consensus is 0.
+- A response cut at the token limit (finish_reason "length") is never a target: not as a
+  generator example, not as a critic's last turn, nor as an earlier turn that carries loss
+  (critic_loss="all_assistant"); counted per agent as "truncated".
 - Generator n (D_G): agent n's own round-1 generator turn if its answer is equivalent to y_hat
   (`task.is_correct`: unparseable is never right); single-turn example, train_on="final".
 - Critic n: debates with rounds >= 2 whose agent-n critic turn of the last round (`rounds`) is
@@ -38,7 +44,9 @@ from maft.records import DebateRecord, TurnRecord
 from maft.tasks.base import Message, Task
 
 LossOn = Literal["all_assistant", "final"]
-DROP_REASONS = ("other_task", "duplicate", "no_label", "low_consensus")
+Majority = Literal["strict", "plurality"]
+DROP_REASONS = ("other_task", "duplicate", "no_label", "no_majority", "low_consensus")
+TRUNCATED = "truncated"
 
 
 @dataclass(frozen=True)
@@ -49,14 +57,18 @@ class CurationConfig:
     use_ground_truth: bool = True  # feedback (then reference) replaces the vote as label
     min_consensus: float = 0.0  # vote-labelled debates below this are dropped
     critic_loss: LossOn = "all_assistant"
+    majority: Majority = "strict"  # a vote labels only when more than half the agents agree
     dedupe: bool = True  # one debate per question (the newest)
     seed: int = 0
+    drop_truncated: bool = True  # False only to compare with the rules before truncation counted
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.w <= 1.0 and 0.0 <= self.min_consensus <= 1.0):
             raise ValueError("w and min_consensus must be between 0 and 1")
         if self.critic_loss not in ("all_assistant", "final"):
             raise ValueError("critic_loss must be 'all_assistant' or 'final'")
+        if self.majority not in ("strict", "plurality"):
+            raise ValueError("majority must be 'strict' or 'plurality'")
 
 
 @dataclass(frozen=True)
@@ -150,6 +162,8 @@ def _screen(debate: DebateRecord, config: CurationConfig, task: Task) -> _Labell
     if label is None:
         return "no_label"
     consensus = debate.consensus if debate.consensus is not None else 0.0
+    if label[1] == LabelSource.VOTE and config.majority == "strict" and consensus <= 0.5:
+        return "no_majority"
     if label[1] == LabelSource.VOTE and consensus < config.min_consensus:
         return "low_consensus"
     return _Labelled(debate, *label)
@@ -174,35 +188,45 @@ def _example(turn: TurnRecord, item: _Labelled, kind: ExampleKind, train_on: Los
     return Example(tuple(messages), train_on, item.debate.id, item.label, item.source, kind)
 
 
-def _generator_example(item: _Labelled, n: int, task: Task) -> Example | None:
-    """Agent n's round-1 response as a single-turn example if it is right, else None."""
+def _generator_example(item: _Labelled, n: int, task: Task,
+                       config: CurationConfig) -> Example | str | None:
+    """Agent n's round-1 response as a single-turn example if it is right; TRUNCATED; None."""
     turn = item.debate.turn(1, Role.GENERATOR, n)
     if turn is None or not task.is_correct(turn.answer, item.label):
         return None
+    if turn.truncated and config.drop_truncated:
+        return TRUNCATED
     return _example(turn, item, ExampleKind.GENERATOR, "final")
 
 
-def _own_history(debate: DebateRecord, n: int, last: TurnRecord) -> bool:
-    """Whether the assistant turns sent to agent n are exactly its own earlier responses."""
+def _own_turns(debate: DebateRecord, n: int, last: TurnRecord) -> list[TurnRecord] | None:
+    """Agent n's earlier turns if they are exactly the assistant turns it was sent, else None."""
     sent = [m.get("content") for m in last.messages if m.get("role") == "assistant"]
     own = [debate.turn(r, Role.GENERATOR if r == 1 else Role.CRITIC, n)
            for r in range(1, last.round)]
-    return None not in own and sent == [t.text for t in own if t is not None]
+    found = [t for t in own if t is not None]
+    return found if len(found) == len(own) and sent == [t.text for t in found] else None
 
 
-def _critic_example(item: _Labelled, n: int, task: Task, loss: LossOn) -> Example | str | None:
-    """Agent n's conversation (C- / C+) if its last answer is right; "inconsistent"; None."""
+def _critic_example(item: _Labelled, n: int, task: Task,
+                    config: CurationConfig) -> Example | str | None:
+    """Agent n's conversation (C- / C+) if its last answer is right; "inconsistent";
+    TRUNCATED (a turn that would carry loss hit the token limit); None."""
     debate = item.debate
     if debate.rounds < 2:
         return None
     first, last = debate.turn(1, Role.GENERATOR, n), debate.turn(debate.rounds, Role.CRITIC, n)
     if first is None or last is None or not task.is_correct(last.answer, item.label):
         return None
-    if not _own_history(debate, n, last):
+    earlier = _own_turns(debate, n, last)
+    if earlier is None:
         return "inconsistent"
+    targets = [last, *earlier] if config.critic_loss == "all_assistant" else [last]
+    if config.drop_truncated and any(t.truncated for t in targets):
+        return TRUNCATED
     kind = (ExampleKind.KEPT_CORRECT if task.is_correct(first.answer, item.label)
             else ExampleKind.CORRECTED)
-    return _example(last, item, kind, loss)
+    return _example(last, item, kind, config.critic_loss)
 
 
 def plus_count(n_minus: int, n_plus: int, w: float) -> int:
@@ -221,9 +245,13 @@ def mix_critic(candidates: Sequence[Example], w: float, rng: random.Random) -> l
             if i in chosen or (e.kind == ExampleKind.CORRECTED and w > 0)]
 
 
-def _generator_dataset(usable: Sequence[_Labelled], n: int, task: Task) -> AgentDataset:
-    examples = [e for item in usable if (e := _generator_example(item, n, task)) is not None]
-    info = {} if examples else {"reason": "no right first-round answer of this agent"}
+def _generator_dataset(usable: Sequence[_Labelled], n: int, task: Task,
+                       config: CurationConfig) -> AgentDataset:
+    found = [_generator_example(item, n, task, config) for item in usable]
+    examples = [e for e in found if isinstance(e, Example)]
+    info: dict[str, Any] = {TRUNCATED: found.count(TRUNCATED)}
+    if not examples:
+        info["reason"] = "no right, complete first-round answer of this agent"
     return AgentDataset(Role.GENERATOR, n, examples, info)
 
 
@@ -235,13 +263,14 @@ def _critic_reason(any_candidate: bool, w: float) -> str:
 
 def _critic_dataset(usable: Sequence[_Labelled], n: int, task: Task,
                     config: CurationConfig) -> AgentDataset:
-    found = [_critic_example(item, n, task, config.critic_loss) for item in usable]
+    found = [_critic_example(item, n, task, config) for item in usable]
     candidates = [e for e in found if isinstance(e, Example)]
     minus, plus = (sum(e.kind == k for e in candidates)
                    for k in (ExampleKind.CORRECTED, ExampleKind.KEPT_CORRECT))
     examples = mix_critic(candidates, config.w, random.Random(f"{config.seed}:critic:{n}"))
     info: dict[str, Any] = {"available": {"C-": minus, "C+": plus}, "w": config.w,
-                            "inconsistent": found.count("inconsistent")}
+                            "inconsistent": found.count("inconsistent"),
+                            TRUNCATED: found.count(TRUNCATED)}
     if not examples:
         info["reason"] = _critic_reason(bool(candidates), config.w)
     return AgentDataset(Role.CRITIC, n, examples, info)
@@ -256,7 +285,7 @@ def curate(debates: Sequence[DebateRecord], *, task: Task, agents: int,
     usable = _select(debates, task, config, dropped)
     datasets: dict[tuple[str, int], AgentDataset] = {}
     for n in range(agents):
-        datasets[Role.GENERATOR, n] = _generator_dataset(usable, n, task)
+        datasets[Role.GENERATOR, n] = _generator_dataset(usable, n, task, config)
         datasets[Role.CRITIC, n] = _critic_dataset(usable, n, task, config)
     sources = Counter(item.source for item in usable)
     stats: dict[str, Any] = {

@@ -129,7 +129,8 @@ def count_new_debates(db: Session, *, since: datetime | None, task: str | None =
 
 def _record(debate: Debate) -> DebateRecord:
     turns = tuple(TurnRecord(r.round, r.agent_index, r.role, r.lora_name,
-                             tuple(dict(m) for m in r.messages), r.text, r.parsed_answer)
+                             tuple(dict(m) for m in r.messages), r.text, r.parsed_answer,
+                             r.finish_reason)
                   for r in debate.responses)
     feedback = debate.feedback[-1].correct_answer if debate.feedback else None
     return DebateRecord(str(debate.id), debate.question, debate.task, debate.created_at,
