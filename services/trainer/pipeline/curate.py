@@ -23,13 +23,16 @@ from services.trainer.pipeline.runs import begin_step, heartbeat
 from services.trainer.settings import TrainerSettings
 
 
-def curate_all(records: Sequence[DebateRecord], *, agents: int, config: CurationConfig) -> tuple[dict[tuple[str, int], AgentDataset],
-                                                dict[str, Any]]:
+Datasets = dict[tuple[str, int], AgentDataset]
+
+
+def curate_all(records: Sequence[DebateRecord], *, agents: int,
+               config: CurationConfig) -> tuple[Datasets, dict[str, Any]]:
     """Curate each task's debates with that task's parser, then merge per agent."""
     by_task: dict[str, list[DebateRecord]] = defaultdict(list)
     for record in records:
         by_task[record.task if record.task in task_names() else "numeric"].append(record)
-    merged: dict[tuple[str, int], AgentDataset] = {
+    merged: Datasets = {
         (r, n): AgentDataset(r, n, []) for r in AGENT_ROLES for n in range(agents)}
     per_task = {}
     for name, group in sorted(by_task.items()):
