@@ -22,7 +22,6 @@ from services.trainer.pipeline.datasets import dataset_path, write_dataset
 from services.trainer.pipeline.runs import begin_step, heartbeat
 from services.trainer.settings import TrainerSettings
 
-
 Datasets = dict[tuple[str, int], AgentDataset]
 
 
