@@ -79,7 +79,8 @@ def build_request(settings: GatewaySettings, *, question: str, task: str | None,
 
 def task_options(settings: GatewaySettings, task: str | None) -> dict[str, object]:
     """Options the gateway passes to a task (the GSM8K file, when configured)."""
-    return {"path": settings.gsm8k_path} if task == "gsm8k" else {}
+    paths = {"gsm8k": settings.gsm8k_path, "math": settings.math_path}
+    return {"path": paths[task]} if task in paths and paths[task] else {}
 
 
 class PersistingListener(DebateListener):
