@@ -43,7 +43,8 @@ def embedding_dissimilarity(records: Sequence[dict[str, Any]], agents: int) -> f
         block = vectors[start:start + len(g)]
         start += len(g)
         pairs = list(itertools.combinations(range(len(g)), 2))
-        total += sum(1.0 - float(block[a] @ block[b]) for a, b in pairs) / len(pairs)
+        # Clamped: identical responses give a cosine a rounding error above 1.
+        total += sum(max(0.0, 1.0 - float(block[a] @ block[b])) for a, b in pairs) / len(pairs)
     return total / len(groups)
 
 
