@@ -383,3 +383,23 @@ def test_a_truncated_earlier_turn_matters_only_when_it_carries_loss() -> None:
     assert kinds(run([debate], w=0.0), "critic", 1) == []
     assert kinds(run([debate], w=0.0, critic_loss="final"), "critic", 1) == ["C+"]
     assert kinds(run([debate], w=0.0, drop_truncated=False), "critic", 1) == ["C+"]
+
+
+def test_every_response_of_a_usable_debate_has_an_outcome_and_drops_a_reason() -> None:
+    debates = [make_debate(BASIC, id="a", question="A"),
+               make_debate([["5", "4", "6"], ["5", "4", "6"]], id="split", question="B"),
+               make_debate(BASIC, id="old", question="a", created=-1)]
+    c = run(debates, w=0.0)
+    assert c.dropped == {"old": "duplicate", "split": "no_majority"}
+    assert c.datasets["generator", 0].outcomes == {"a": "wrong"}  # said 4; the vote is 5
+    assert c.datasets["generator", 1].outcomes == {"a": "G"}
+    assert c.datasets["critic", 0].outcomes == {"a": "not_mixed"}  # w = 0: C+ only
+    assert c.datasets["critic", 1].outcomes == {"a": "C+"}
+    assert c.datasets["critic", 2].outcomes == {"a": "wrong"}  # right first, 6 at the end
+    one_minus = run(debates, w=1.0)  # w = 1: C- only, so agent 1's C+ is left out
+    assert one_minus.datasets["critic", 0].outcomes == {"a": "C-"}
+    assert one_minus.datasets["critic", 1].outcomes == {"a": "not_mixed"}
+    cut_one = run([cut(make_debate(BASIC, id="a"), 1, 1)])
+    assert cut_one.datasets["generator", 1].outcomes == {"a": "truncated"}
+    assert run([make_debate(BASIC, id="a")], agents=4).datasets["critic", 3].outcomes == {
+        "a": "absent"}
