@@ -33,4 +33,5 @@ def curate(debates: Sequence[DebateRecord], *, task: Task, agents: int,
         "society_versions": sorted({item.debate.society_version for item in usable}),
     }
     stats.update({f"{role}-{n}": ds.stats() for (role, n), ds in datasets.items()})
-    return Curation(datasets, stats, dropped)
+    labels = {item.debate.id: (item.label, item.source) for item in usable}
+    return Curation(datasets, stats, dropped, labels)

@@ -90,3 +90,18 @@ class Curation:
     datasets: dict[tuple[str, int], AgentDataset]
     stats: dict[str, Any]
     dropped: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, tuple[str, LabelSource]] = field(default_factory=dict)  # usable debates
+
+    def outcome_rows(self) -> list[dict[str, Any]]:
+        """One row per dropped debate and per agent response of a usable debate: what
+        curation made of it (for the record a product keeps of each training run)."""
+        rows: list[dict[str, Any]] = [
+            {"debate_id": d, "role": None, "agent_index": None, "outcome": reason, "label": None,
+             "label_source": None} for d, reason in self.dropped.items()]
+        for (role, n), data in self.datasets.items():
+            for debate_id, outcome in data.outcomes.items():
+                label, source = self.labels[debate_id]
+                rows.append({"debate_id": debate_id, "role": str(role), "agent_index": n,
+                             "outcome": str(outcome), "label": label,
+                             "label_source": str(source)})
+        return rows

@@ -403,3 +403,16 @@ def test_every_response_of_a_usable_debate_has_an_outcome_and_drops_a_reason() -
     assert cut_one.datasets["generator", 1].outcomes == {"a": "truncated"}
     assert run([make_debate(BASIC, id="a")], agents=4).datasets["critic", 3].outcomes == {
         "a": "absent"}
+
+
+def test_outcome_rows_cover_drops_and_every_agent_response() -> None:
+    rows = run([make_debate(BASIC, id="a", question="A"),
+                make_debate(BASIC, id="old", question="a", created=-1)], w=1.0).outcome_rows()
+    assert {"debate_id": "old", "role": None, "agent_index": None, "outcome": "duplicate",
+            "label": None, "label_source": None} in rows
+    used = [r for r in rows if r["debate_id"] == "a"]
+    assert len(used) == 6 and {r["label"] for r in used} == {"5"}
+    assert {(r["role"], r["agent_index"], r["outcome"]) for r in used} == {
+        ("generator", 0, "wrong"), ("generator", 1, "G"), ("generator", 2, "G"),
+        ("critic", 0, "C-"), ("critic", 1, "not_mixed"), ("critic", 2, "wrong")}
+    json.dumps(rows)

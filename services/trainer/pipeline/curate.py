@@ -26,22 +26,24 @@ Datasets = dict[tuple[str, int], AgentDataset]
 
 
 def curate_all(records: Sequence[DebateRecord], *, agents: int,
-               config: CurationConfig) -> tuple[Datasets, dict[str, Any]]:
-    """Curate each task's debates with that task's parser, then merge per agent."""
+               config: CurationConfig) -> tuple[Datasets, dict[str, Any], list[dict[str, Any]]]:
+    """Curate each task's debates with that task's parser, then merge per agent; also what
+    became of each debate and response (`Curation.outcome_rows`)."""
     by_task: dict[str, list[DebateRecord]] = defaultdict(list)
     for record in records:
         by_task[record.task if record.task in task_names() else "numeric"].append(record)
     merged: Datasets = {
         (r, n): AgentDataset(r, n, []) for r in AGENT_ROLES for n in range(agents)}
-    per_task = {}
+    per_task, rows = {}, []
     for name, group in sorted(by_task.items()):
         result = curate(group, task=get_task(name), agents=agents, config=config)
         per_task[name] = result.stats
+        rows.extend(result.outcome_rows())
         for key, data in result.datasets.items():
             merged[key].examples.extend(data.examples)
     stats = {"debates": len(records), "tasks": per_task,
              "agents": {f"{r}-{n}": d.stats() for (r, n), d in merged.items()}}
-    return merged, stats
+    return merged, stats, rows
 
 
 def curation_config(settings: TrainerSettings, options: RunOptions) -> CurationConfig:
@@ -96,8 +98,9 @@ def _curate(ctx: TrainerContext, run_id: uuid.UUID, options: RunOptions) -> list
     holdout = (options.eval.task or ctx.settings.eval_task) == "holdout"
     records, base = ctx.call(_load, run_id=run_id, options=options, holdout=holdout)
     agents = agents_of(base, options, ctx.settings.default_agents)
-    datasets, stats = curate_all(records, agents=agents,
-                                 config=curation_config(ctx.settings, options))
+    datasets, stats, outcomes = curate_all(records, agents=agents,
+                                           config=curation_config(ctx.settings, options))
+    ctx.call(crud.record_outcomes, run_id=run_id, rows=outcomes)
     if _total(stats) < ctx.settings.min_examples:
         reason = (f"too little data: {_total(stats)} examples from {len(records)} debates "
                   f"(minimum {ctx.settings.min_examples})")
