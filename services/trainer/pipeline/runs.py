@@ -27,7 +27,8 @@ def begin_step(ctx: TrainerContext, run_id: uuid.UUID, name: str) -> bool:
 
 @contextmanager
 def heartbeat(ctx: TrainerContext, run_id: uuid.UUID, name: str) -> Iterator[None]:
-    """Beat for a running step from a background thread while the block runs.
+    """Beat for a running step from a background thread while the block runs, and reap runs
+    whose workers stopped beating.
 
     Progress callbacks alone are not enough: one evaluation debate or one training step on a
     busy CPU can outlast the lease. A worker that dies stops beating, and the reaper fails the
@@ -39,6 +40,9 @@ def heartbeat(ctx: TrainerContext, run_id: uuid.UUID, name: str) -> Iterator[Non
         while not stop.wait(every):
             try:
                 ctx.call(crud.beat, run_id=run_id, step_name=name)
+                # Beat's reap task waits in the queue behind training tasks while the workers
+                # are busy (-c 1): a busy worker reaps the steps of dead ones itself.
+                reap_stale_runs(ctx)
             except Exception as exc:  # a DB blip must not kill the step; the next beat retries
                 log.warning("heartbeat of %s/%s failed: %s", run_id, name, exc)
 
