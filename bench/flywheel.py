@@ -22,6 +22,7 @@ import asyncio
 import json
 import math
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -229,6 +230,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     """Run the flywheel; print the table; write the JSON and the PNG."""
     args = parse_args()
+    # SIGTERM -> SystemExit, so the `finally` blocks stop the servers this run started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     out = args.out or h.REPO_ROOT / f"bench/results/flywheel-{args.feedback:g}.json"
     started = time.perf_counter()
     product = h.Product.start(h.smollm2_dir(args.model_path), settings=product_settings(args))

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import math
+import signal
 import sys
 import tempfile
 import time
@@ -170,6 +171,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     """Run the sweep; print the table; write the JSON."""
     args = parse_args()
+    # SIGTERM -> SystemExit, so the `finally` blocks stop the servers this run started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     model = h.smollm2_dir(args.model_path)
     work = Path(tempfile.mkdtemp(prefix="maft-budget-"))
     server, url = start_server(model, work / "store")
