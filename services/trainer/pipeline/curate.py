@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from maft import queue
-from maft.curation import AgentDataset, CurationConfig, curate
+from maft.curation import TRUNCATED, AgentDataset, CurationConfig, curate
 from maft.db import crud
 from maft.db.models import Society
 from maft.enums import AGENT_ROLES, SocietyKind
@@ -41,6 +41,9 @@ def curate_all(records: Sequence[DebateRecord], *, agents: int,
         rows.extend(result.outcome_rows())
         for key, data in result.datasets.items():
             merged[key].examples.extend(data.examples)
+            merged[key].outcomes.update(data.outcomes)
+            merged[key].info[TRUNCATED] = merged[key].info.get(TRUNCATED, 0) + data.info.get(
+                TRUNCATED, 0)
     stats = {"debates": len(records), "tasks": per_task,
              "agents": {f"{r}-{n}": d.stats() for (r, n), d in merged.items()}}
     return merged, stats, rows
