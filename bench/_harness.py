@@ -74,11 +74,13 @@ class Product:
     child: Child | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, model: Path, timeout: float = 900) -> Product:
-        """`maft up --no-auth` on free ports, MAFT_HOME in a fresh temp folder; wait for /readyz."""
+    def start(cls, model: Path, timeout: float = 900,
+              settings: dict[str, object] | None = None) -> Product:
+        """`maft up --no-auth` on free ports, MAFT_HOME in a fresh temp folder, `settings` as
+        MAFT_* variables; wait for /readyz."""
         home = Path(tempfile.mkdtemp(prefix="maft-bench-"))
         port, inference_port = free_port(), free_port()
-        env = clean_env(home=home)
+        env = clean_env(home=home, **(settings or {}))
         env["PYTHONUNBUFFERED"] = "1"
         argv = service_argv("maft.cli.main", "up", "--no-auth", "--model-path", str(model),
                             "--port", str(port), "--inference-port", str(inference_port))

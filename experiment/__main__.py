@@ -50,11 +50,26 @@ def run(
     temperature: float = _C.temperature, top_p: float = _C.top_p,
     max_tokens: int = _C.max_tokens,
     sampling_extra: Annotated[str, Opt(help="JSON of extra vLLM sampling fields.")] = "{}",
-    w: float = _C.w, min_consensus: float = _C.min_consensus, seed: int = _C.seed,
+    w: float = _C.w, min_consensus: float = _C.min_consensus,
+    labels: Annotated[str, Opt(help="Train labels: vote (the paper: unsupervised), reference "
+                               "(every train question's answer) or feedback (a share of them; "
+                               "the rest vote).")] = _C.labels,
+    feedback_share: Annotated[float, Opt(help="With --labels feedback: share of the train "
+                                         "questions (a seeded draw) labelled by their "
+                                         "reference answer.")] = _C.feedback_share,
+    majority: Annotated[str, Opt(help="strict: a vote labels only when more than half the "
+                                 "agents agree; plurality: the old rule.")] = _C.majority,
+    critic_loss: Annotated[str, Opt(help="Critic examples' loss: all_assistant or final "
+                                    "turn.")] = _C.critic_loss,
+    seed: int = _C.seed,
     lora_rank: int = _T.rank, lora_alpha: int = _T.alpha,
     learning_rate: float = _T.learning_rate, epochs: int = _T.epochs,
     train_batch_size: int = _T.batch_size, max_seq_len: int = _T.max_seq_len,
     train_dtype: str = _T.dtype, max_steps: int | None = _T.max_steps,
+    min_steps: Annotated[int, Opt(help="Repeat epochs of a small dataset until this many "
+                                  "optimizer steps (at most --max-epochs passes).")]
+    = _T.min_steps,
+    max_epochs: int = _T.max_epochs,
     diversity_questions: Annotated[int, Opt(help="Test questions for cross-agent NLL.")]
     = _C.diversity_questions,
     nll: bool = _C.nll, embeddings: bool = _C.embeddings,
@@ -74,17 +89,19 @@ def run(
     from experiment.exceptions import ConfigMismatchError
     from experiment.runner import run_experiment
 
-    training = TrainingConfig(rank=lora_rank, alpha=lora_alpha, learning_rate=learning_rate,
-                              epochs=epochs, batch_size=train_batch_size,
-                              max_seq_len=max_seq_len, dtype=train_dtype, max_steps=max_steps)
     try:
+        training = TrainingConfig(
+            rank=lora_rank, alpha=lora_alpha, learning_rate=learning_rate, epochs=epochs,
+            batch_size=train_batch_size, max_seq_len=max_seq_len, dtype=train_dtype,
+            max_steps=max_steps, min_steps=min_steps, max_epochs=max_epochs)
         config = ExperimentConfig(
             task=task, task_options=json.loads(task_options), train_size=train_size,
             test_size=test_size, train_seed=train_seed, test_seed=test_seed,
             iterations=iterations, methods=resolve_methods(methods, summarize), agents=agents,
             rounds=rounds, summarize=summarize, temperature=temperature, top_p=top_p,
             max_tokens=max_tokens, sampling_extra=json.loads(sampling_extra), w=w,
-            min_consensus=min_consensus, seed=seed, training=training,
+            min_consensus=min_consensus, labels=labels, feedback_share=feedback_share,
+            majority=majority, critic_loss=critic_loss, seed=seed, training=training,
             diversity_questions=diversity_questions, nll=nll, embeddings=embeddings)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
@@ -115,7 +132,8 @@ def _model(path: Path | None) -> Path:
 
 @app.command()
 def report(out: Annotated[Path, typer.Argument(help="An experiment's output folder.")]) -> None:
-    """Rebuild results.json, results.md and the plots from state.json."""
+    """Rebuild results.json, results.md and the plots from state.json and the debates
+    (collections/, or digest.jsonl.gz where that folder is absent)."""
     from experiment.report import write_report
 
     write_report(out)

@@ -9,9 +9,10 @@ to the store; a resumed run finds finished adapters there and does not train the
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from experiment.state import Society
 from maft.adapter_store import AdapterStore
 
 Progress = Callable[[int, int, float | None], None]
+_NAME = re.compile(r"^xp-.+-it(\d+)$")  # what Trainer.name makes
 
 
 @dataclass
@@ -68,13 +70,9 @@ class Trainer:
 
     def _train(self, name: str, examples: list[dict[str, Any]], parent: Path | None,
                progress: Progress | None) -> dict[str, Any]:
-        from services.trainer.lora.loop import ChatExample, LoraConfigSpec, TrainConfig, train_lora
+        from services.trainer.lora.loop import ChatExample, train_lora
 
-        t = self.config.training
-        config = TrainConfig(lora=LoraConfigSpec(rank=t.rank, alpha=t.alpha),
-                             learning_rate=t.learning_rate, epochs=t.epochs,
-                             batch_size=t.batch_size, max_seq_len=t.max_seq_len,
-                             seed=self.seed(name), dtype=t.dtype, max_steps=t.max_steps)
+        config = self.config.training.train_config(self.seed(name))
         tmp = self.local_dir / f".tmp-{name}"
         shutil.rmtree(tmp, ignore_errors=True)
         start = time.monotonic()
@@ -86,6 +84,15 @@ class Trainer:
         tmp.rename(self.local_dir / name)
         return {"seconds": round(time.monotonic() - start, 1), **asdict(result),
                 "tokens_per_s": result.tokens_per_s}
+
+
+def society_version(names: Iterable[str]) -> int:
+    """The iteration that trained the newest of these adapters (0: all are the base model).
+
+    A method's train debates of iteration t are held by its agents after t - 1 trainings, so
+    this is t - 1, unless iteration t - 1 gave none of them data (then they are older agents)."""
+    found = [int(m.group(1)) for name in names if (m := _NAME.match(name))]
+    return max(found, default=0)
 
 
 def slots_of(spec: MethodSpec, agents: int) -> list[str]:

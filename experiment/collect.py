@@ -44,6 +44,11 @@ class Need:
             return config.agents, 1, False
         return config.agents, config.rounds, self.summarize
 
+    def players(self, config: ExperimentConfig) -> tuple[str, ...]:
+        """The adapters that answer in these debates (generators, then critics)."""
+        agents, rounds, _ = self.shape(config)
+        return self.generators[:agents] + (self.critics[:agents] if rounds > 1 else ())
+
     def key(self, config: ExperimentConfig) -> str:
         """A stable file name: split, play and a hash of everything that shapes the debates."""
         agents, rounds, summarize = self.shape(config)

@@ -8,9 +8,10 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from experiment.methods import ALL_METHODS, SPECS, MethodSpec
+from maft.curation import CurationConfig, LossOn, Majority
 from maft.debate import DebateConfig
 from maft.inference_client import Sampling
 from maft.settings import DEFAULT_BASE_MODEL_NAME, DEFAULT_MAX_LORA_RANK
@@ -19,6 +20,9 @@ from services.trainer.lora.config import LoraConfigSpec, TrainConfig
 _LORA, _TRAIN = LoraConfigSpec(), TrainConfig()  # one source for the trainer's defaults
 
 DEFAULT_TASK_OPTIONS: dict[str, Any] = {"terms": 2, "pattern": "+", "low": 0, "high": 30}
+# Where train labels come from: the debate's vote (the paper: unsupervised), the reference
+# answer of every train question, or the reference as feedback on a share of them (the rest vote).
+LABELS = ("vote", "reference", "feedback")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,19 @@ class TrainingConfig:
     max_seq_len: int = _TRAIN.max_seq_len
     dtype: str = _TRAIN.dtype  # "auto": bf16 only where native (see training_config)
     max_steps: int | None = None
+    min_steps: int = _TRAIN.min_steps  # repeat epochs of a small dataset up to this many steps
+    max_epochs: int = _TRAIN.max_epochs  # ... but at most this many passes
+
+    def __post_init__(self) -> None:
+        self.train_config(seed=0)  # the trainer's own checks, before any debate runs
+
+    def train_config(self, seed: int) -> TrainConfig:
+        """The trainer's config for one adapter (seeded per adapter)."""
+        return TrainConfig(lora=LoraConfigSpec(rank=self.rank, alpha=self.alpha),
+                           learning_rate=self.learning_rate, epochs=self.epochs,
+                           batch_size=self.batch_size, max_seq_len=self.max_seq_len, seed=seed,
+                           dtype=self.dtype, max_steps=self.max_steps, min_steps=self.min_steps,
+                           max_epochs=self.max_epochs)
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,10 @@ class ExperimentConfig:
     sampling_extra: dict[str, Any] = field(default_factory=dict)
     w: float = 2 / 3
     min_consensus: float = 0.0
+    labels: str = "vote"  # one of LABELS
+    feedback_share: float = 0.0  # labels="feedback": share of train questions with feedback
+    majority: str = "strict"  # a vote labels only with more than half the agents ("plurality")
+    critic_loss: str = "all_assistant"  # or "final": which critic turns carry loss
     seed: int = 0
     training: TrainingConfig = field(default_factory=TrainingConfig)
     diversity_questions: int = 30
@@ -72,6 +93,24 @@ class ExperimentConfig:
         if self.iterations < 0 or self.train_size < 1 or self.test_size < 1:
             raise ValueError("iterations must be >= 0 and the splits non-empty")
         DebateConfig(agents=self.agents, rounds=self.rounds)  # validates the shape
+        self._check_labels()
+
+    def _check_labels(self) -> None:
+        if self.labels not in LABELS:
+            raise ValueError(f"labels must be one of {', '.join(LABELS)}")
+        if not 0.0 <= self.feedback_share <= 1.0:
+            raise ValueError("feedback_share must be between 0 and 1")
+        if self.feedback_share and self.labels != "feedback":
+            raise ValueError("feedback_share needs labels='feedback'")
+        self.curation(supervised=False)  # curation's own checks (w, min_consensus, ...)
+
+    def curation(self, *, supervised: bool) -> CurationConfig:
+        """The product's curation settings of this run; `supervised`: feedback and reference
+        answers, where a debate carries them, label it instead of its vote."""
+        return CurationConfig(w=self.w, use_ground_truth=supervised,
+                              min_consensus=self.min_consensus,
+                              critic_loss=cast(LossOn, self.critic_loss),
+                              majority=cast(Majority, self.majority), seed=self.seed)
 
     @property
     def sampling(self) -> Sampling:
@@ -89,7 +128,7 @@ class ExperimentConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExperimentConfig:
-        """Inverse of to_json."""
+        """Inverse of to_json; keys added since a run started take their defaults."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["methods"] = tuple(values.get("methods", ()))

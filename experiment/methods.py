@@ -14,6 +14,8 @@ from typing import Literal
 
 Play = Literal["single", "majority", "debate"]
 Learn = Literal["majority", "star", "pooled", "per_agent"]
+LEARN_PLAY: dict[Learn, Play] = {"majority": "majority", "star": "single", "pooled": "debate",
+                                 "per_agent": "debate"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,11 @@ class MethodSpec:
     def trains(self) -> bool:
         """Whether the method has adapters that change across iterations."""
         return self.learn is not None
+
+    @property
+    def learn_play(self) -> Play:
+        """The play whose train-split debates the method learns from ("debate" if untrained)."""
+        return LEARN_PLAY[self.learn] if self.learn else "debate"
 
     def summarizes(self, default: bool) -> bool:
         """Whether this method's debates use the summarizer."""

@@ -9,7 +9,8 @@ from experiment.methods import SPECS
 
 COLORS = {key: f"C{i}" for i, key in enumerate(SPECS)}  # one colour per method in every plot
 PLOTTED = ("maft", "single_ft", "debate")  # the three; other methods are drawn faint
-DIVERSITY = (("consensus", "consensus"), ("embedding_dissimilarity", "embedding dissimilarity"),
+DIVERSITY = (("consensus_final", "final-round consensus"),
+             ("embedding_dissimilarity", "embedding dissimilarity (round 1)"),
              ("cross_nll", "cross-agent NLL (nats/token)"))
 
 
@@ -20,6 +21,14 @@ def _figure(ncols: int = 1) -> tuple[Any, Any]:
     import matplotlib.pyplot as plt
 
     return plt.subplots(1, ncols, figsize=(5.5 * ncols, 4), squeeze=False)
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)  # pyplot keeps every figure open until closed: write_report runs often
 
 
 def _series(results: dict[str, Any], method: str, last: int,
@@ -53,8 +62,7 @@ def plot_accuracy(results: dict[str, Any], path: Path) -> None:
     ax.set(xlabel="finetuning iteration", ylabel="test accuracy (%)",
            title="Accuracy vs iteration", xticks=range(last + 1))
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path)
 
 
 def plot_diversity(results: dict[str, Any], path: Path) -> None:
@@ -64,7 +72,8 @@ def plot_diversity(results: dict[str, Any], path: Path) -> None:
     for ax, (key, title) in zip(axes[0], DIVERSITY, strict=True):
         for method, entry in results["methods"].items():
             def value(e: dict[str, Any], key: str = key) -> tuple[float, float] | None:
-                v = e["eval"].get(key) if key == "consensus" else e.get("diversity", {}).get(key)
+                v = e["eval"].get(key) if key.startswith("consensus") else \
+                    e.get("diversity", {}).get(key)
                 return None if v is None else (v, 0.0)
 
             xs, ys, _ = _series(results, method, last, value)
@@ -73,5 +82,4 @@ def plot_diversity(results: dict[str, Any], path: Path) -> None:
                         linestyle="-" if entry["trains"] else "--")
         ax.set(xlabel="finetuning iteration", title=title, xticks=range(last + 1))
     axes[0][0].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path)

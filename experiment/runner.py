@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from experiment import datasets as data
-from experiment.adapters import Trainer, train_method
+from experiment.adapters import Trainer, society_version, train_method
 from experiment.collect import Need, collect, plan
 from experiment.config import ExperimentConfig, Runtime
 from experiment.diversity import cross_nll, embedding_dissimilarity
@@ -25,9 +25,6 @@ from experiment.state import Society, State
 from experiment.views import consensus, score_play
 from maft.inference_client import InferenceClient
 from maft.tasks import Problem, Task, get_task
-
-LEARN_PLAY: dict[str, Play] = {"majority": "majority", "star": "single", "pooled": "debate",
-                               "per_agent": "debate"}
 
 
 @dataclass
@@ -57,6 +54,13 @@ class Run:
         return Need(split, play, society.generators, society.critics,
                     spec.summarizes(self.config.summarize) and play == "debate")
 
+    def register(self, need: Need) -> dict[str, Any]:
+        """The state's entry of a collection, created if new (with the society that debates)."""
+        entry = self.state.data["collections"].setdefault(need.key(self.config),
+                                                          {"need": need.to_json()})
+        entry.setdefault("society_version", society_version(need.players(self.config)))
+        return entry
+
     def known(self) -> list[Need]:
         """Every collection registered so far (finished or not)."""
         return [Need.from_json(c["need"]) for c in self.state.data["collections"].values()]
@@ -64,8 +68,7 @@ class Run:
     async def records(self, need: Need, problems: list[Problem] | None = None,
                       task: Task | None = None) -> list[dict[str, Any]]:
         """The debates of a registered collection, running the missing ones."""
-        key = need.key(self.config)
-        entry = self.state.data["collections"].setdefault(key, {"need": need.to_json()})
+        key, entry = need.key(self.config), self.register(need)
         problems = problems if problems is not None else self.problems[need.split]
         start = time.monotonic()
         with self.bars.bar(f"debates {key}", len(problems)) as bar:
@@ -89,8 +92,7 @@ class Run:
         serves another."""
         new, source = plan(list(wants.values()), self.known())
         for need in new:
-            self.state.data["collections"].setdefault(need.key(self.config),
-                                                      {"need": need.to_json()})
+            self.register(need)
         self.state.save()
         found: dict[Need, list[dict[str, Any]]] = {}
         for need in dict.fromkeys(source[w] for w in wants.values()):
@@ -142,7 +144,8 @@ async def learn_data(run: Run, spec: MethodSpec, iteration: int,
                      ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
     """The method's datasets from its train-split records (STaR adds its hinted retries)."""
     if spec.learn != "star":
-        return data.curated(records, spec, run.config, run.task, key)
+        version = run.state.data["collections"][key]["society_version"]  # see register
+        return data.curated(records, spec, run.config, run.task, key, version)
     wrong = data.star_wrong(records, run.task)
     hinted: list[dict[str, Any]] = []
     if wrong:
@@ -167,8 +170,7 @@ async def train(run: Run, iteration: int, specs: list[MethodSpec], trainer: Trai
     """One training iteration of every trainable method."""
     todo = [s for s in specs if s.trains and not run.state.done(f"train/{s.key}/{iteration}")]
     before = {s.key: run.state.society(s.key, iteration - 1) or run.base for s in todo}
-    wants = {s.key: run.need(s, "train", LEARN_PLAY[s.learn or ""], before[s.key])
-             for s in todo}
+    wants = {s.key: run.need(s, "train", s.learn_play, before[s.key]) for s in todo}
     found = await run.gather(wants)
     for spec in todo:
         key, records = found[spec.key]

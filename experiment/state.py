@@ -73,7 +73,8 @@ class State:
     @classmethod
     def open(cls, out_dir: Path, config: ExperimentConfig, runtime: Runtime,
              command: list[str]) -> State:
-        """Load the run in `out_dir` (same config required) or start a new one there."""
+        """Load the run in `out_dir` (same config required: keys the run's config lacks count
+        as their defaults) or start a new one there."""
         path = out_dir / STATE_FILE
         if path.is_file():
             state = cls.load(out_dir)
@@ -82,6 +83,7 @@ class State:
                 raise ConfigMismatchError(f"{out_dir} holds a run with another config (differs "
                                           f"in: {', '.join(diff)}); rerun its command to resume "
                                           "or choose another --out")
+            state.data["config"] = config.to_json()  # records keys added since it started
             state.data["resumes"].append({"at": _now(), "command": command,
                                           "runtime": runtime.to_json()})
         else:

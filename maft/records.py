@@ -17,6 +17,12 @@ class TurnRecord:
     messages: tuple[dict[str, str], ...]
     text: str
     answer: str | None  # parsed answer (None = unparseable)
+    finish_reason: str | None = None  # "length": cut at max_tokens
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the response stopped at the token limit (its answer may be cut off)."""
+        return self.finish_reason == "length"
 
 
 @dataclass(frozen=True)

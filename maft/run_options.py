@@ -25,6 +25,8 @@ class Hyperparameters(_Options):
     batch_size: int | None = Field(default=None, ge=1, le=128)
     max_seq_len: int | None = Field(default=None, ge=64, le=32768)
     max_steps: int | None = Field(default=None, ge=1)
+    min_steps: int | None = Field(default=None, ge=0, le=10_000, description="Repeat epochs "
+                                  "of a small dataset until this many optimizer steps.")
     target_modules: list[str] | None = Field(default=None, min_length=1)
 
 
@@ -51,6 +53,9 @@ class RunOptions(_Options):
     train_agents: list[str] | None = Field(
         default=None, description="e.g. ['generator-0', 'critic-1']; others keep their weights.")
     w: float | None = Field(default=None, ge=0.0, le=1.0, description="Share of D_C- for critics.")
+    majority: Literal["strict", "plurality"] | None = Field(
+        default=None, description="When a vote labels: 'strict' (more than half of the agents "
+        "agree; the trainer's default) or 'plurality' (the answering tie rule).")
     use_ground_truth: bool = True
     critic_loss: Literal["all_assistant", "final"] = "all_assistant"
     from_base: bool = Field(default=False, description="Start from the base model, not the "

@@ -227,3 +227,21 @@ class TrainingStep(Base):
     # Written by the worker running the step; a running step whose heartbeat stops is stuck.
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     run: Mapped[TrainingRun] = relationship(back_populates="steps")
+
+
+class CurationOutcome(Base):
+    """What a training run's curation made of a debate (role NULL: the whole debate was
+    dropped, `outcome` says why) or of one agent's response (G, C-, C+, wrong, truncated...)."""
+
+    __tablename__ = "curation_outcomes"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("training_runs.id", ondelete="CASCADE"), index=True)
+    debate_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("debates.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str | None] = mapped_column(String(16))
+    agent_index: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str | None] = mapped_column(String(200))
+    label_source: Mapped[str | None] = mapped_column(String(16))

@@ -78,8 +78,9 @@ def build_request(settings: GatewaySettings, *, question: str, task: str | None,
 
 
 def task_options(settings: GatewaySettings, task: str | None) -> dict[str, object]:
-    """Options the gateway passes to a task (the GSM8K file, when configured)."""
-    return {"path": settings.gsm8k_path} if task == "gsm8k" else {}
+    """Options the gateway passes to a task (its dataset file, when configured)."""
+    path = {"gsm8k": settings.gsm8k_path, "math": settings.math_path}.get(task or "")
+    return {"path": path} if path else {}
 
 
 class PersistingListener(DebateListener):

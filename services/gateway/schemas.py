@@ -24,7 +24,8 @@ class DebateCreate(Strict):
     """POST /v1/debates. Unset fields take the gateway's defaults."""
 
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
-    task: str | None = Field(default=None, description="numeric (default), arithmetic, gsm8k")
+    task: str | None = Field(default=None,
+                             description="numeric (default), arithmetic, gsm8k, math")
     agents: int | None = Field(default=None, ge=1, le=MAX_AGENTS)
     rounds: int | None = Field(default=None, ge=1, le=MAX_ROUNDS)
     summarize: bool | None = None

@@ -25,7 +25,8 @@ class GatewaySettings(CommonSettings):
     default_temperature: float = 1.0
     default_top_p: float = 0.9
     default_max_tokens: int = 512
-    gsm8k_path: str | None = None
+    gsm8k_path: str | None = Field(default=None, description="GSM8K JSONL (task gsm8k).")
+    math_path: str | None = Field(default=None, description="MATH-format JSONL (task math).")
     broker_url: str = Field(default="redis://127.0.0.1:6379/0",
                             description="Celery broker of the trainer; `filesystem://` embedded.")
     readiness_timeout_s: float = 60.0

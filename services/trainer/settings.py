@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -34,6 +34,10 @@ class TrainerSettings(CommonSettings):
     train_dtype: str = Field(
         default=_TRAIN.dtype, pattern="^(" + "|".join(DTYPES) + ")$",
         description="Base-weight dtype; `auto` = bf16 where the hardware has it, else fp32.")
+    min_steps: int = Field(default=_TRAIN.min_steps, ge=0, description="Optimizer steps each "
+                           "adapter gets at least (epochs repeat, at most max_epochs).")
+    max_epochs: int = Field(default=_TRAIN.max_epochs, ge=1)
+    label_majority: Literal["strict", "plurality"] = "strict"
     w: float = 2 / 3
     min_examples: int = Field(default=4, description="Fewer examples in all -> run skipped.")
     eval_task: str = "arithmetic"

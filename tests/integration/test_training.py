@@ -15,6 +15,7 @@ from services.trainer.lora.loop import (
     LoraConfigSpec,
     TrainConfig,
     linear_schedule,
+    total_steps,
     train_lora,
 )
 from tests.fixtures.vllm import TEST_MAX_RANK, make_random_lora
@@ -154,3 +155,18 @@ def test_schedule_warms_up_then_decays_without_zero_steps() -> None:
     assert values[:3] == [1 / 3, 2 / 3, 1.0]
     assert values == sorted(values[:3]) + sorted(values[3:], reverse=True)
     assert min(values) > 0
+
+
+def test_min_steps_repeats_epochs_up_to_the_cap_and_records_each_epochs_loss(
+        tiny_model_dir: Path, tmp_path: Path) -> None:
+    # 8 examples at batch 4: 2 steps an epoch; min_steps 7 -> 4 epochs (8 steps); cap 3 -> 6.
+    base = {"batch_size": 4, "max_steps": None, "epochs": 1}
+    assert total_steps(config(**base, min_steps=7), 8) == 8
+    assert total_steps(config(**base, min_steps=7, max_epochs=3), 8) == 6
+    assert total_steps(config(**base), 8) == 2 and total_steps(config(max_steps=5), 8) == 5
+    result = train_lora(base_model_path=tiny_model_dir, examples=EXAMPLES, out_dir=tmp_path / "a",
+                        config=config(**base, min_steps=7))
+    assert result.steps == 8 and len(result.epoch_losses) == 4
+    assert result.epoch_losses[-1] < result.epoch_losses[0] - 0.5  # it learns across repeats
+    with pytest.raises(ValueError, match="max_epochs"):
+        config(epochs=3, max_epochs=2)

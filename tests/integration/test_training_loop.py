@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,15 @@ async def test_run_trains_gates_promotes_and_the_next_debate_uses_it(
         vllm_tiny.served_name}
     for name in (f"gen-0@v{version}", f"crit-2@v{version}"):
         assert vllm_tiny.store.exists(name)
+    with db() as session:  # what curation made of every response, kept with the run
+        first_debate = crud.debate_records(session)[0].id
+        outcomes = crud.outcomes_of_debate(session, debate_id=uuid.UUID(first_debate))
+    found = {(o.role, o.agent_index): o.outcome for o in outcomes}
+    assert found[("generator", 0)] == found[("generator", 1)] == "G"
+    assert found[("generator", 2)] == "wrong" and found[("critic", 2)] == "C-"
+    # Agent 0 never corrected anything, so with w = 2/3 none of its C+ joins its data.
+    assert found[("critic", 0)] == "not_mixed" and found[("critic", 1)] in ("C+", "not_mixed")
+    assert {o.label for o in outcomes} == {"5"}
 
 
 async def test_too_little_data_is_skipped(settings: GatewaySettings, keys: Keys,

@@ -217,9 +217,13 @@ def test_a_debate_without_any_label_is_dropped() -> None:
 
 def test_min_consensus_drops_only_vote_labelled_debates() -> None:
     weak = make_debate([["5", "4", "6"], ["5", "4", "6"]])  # consensus 1/3
-    assert run([weak], min_consensus=0.5).stats["dropped"]["low_consensus"] == 1
-    assert targets(run([weak], min_consensus=0.5), "generator", 0) == []
-    assert targets(run([weak], min_consensus=0.3), "generator", 0) == [text_of("d", 1, 0, "5")]
+    rule = {"majority": "plurality"}  # min_consensus on its own, without the majority rule
+    assert run([weak], min_consensus=0.5, **rule).stats["dropped"]["low_consensus"] == 1
+    assert targets(run([weak], min_consensus=0.5, **rule), "generator", 0) == []
+    assert targets(run([weak], min_consensus=0.3, **rule), "generator", 0) == [
+        text_of("d", 1, 0, "5")]
+    two_of_three = make_debate([["5", "5", "6"], ["5", "5", "6"]])
+    assert run([two_of_three], min_consensus=0.9).stats["dropped"]["low_consensus"] == 1
     with_truth = run([replace(weak, reference_answer="4")], min_consensus=0.9)
     assert with_truth.stats["dropped"]["low_consensus"] == 0
     assert targets(with_truth, "generator", 1) == [text_of("d", 1, 1, "4")]
@@ -307,12 +311,13 @@ def test_stats_report_debates_drops_sources_and_per_agent_counts() -> None:
                make_debate([[None] * 3, [None] * 3], id="c", question="C")]
     s = run(debates, w=0.5).stats
     assert (s["debates_seen"], s["debates_used"]) == (4, 2)
-    assert s["dropped"] == {"other_task": 0, "duplicate": 1, "no_label": 1, "low_consensus": 0}
+    assert s["dropped"] == {"other_task": 0, "duplicate": 1, "no_label": 1, "no_majority": 0,
+                            "low_consensus": 0}
     assert s["label_sources"] == {"feedback": 1, "reference": 0, "vote": 1}
     assert s["generator-1"] == {"size": 1, "counts": {"G": 1, "C-": 0, "C+": 0},
                                 "shares": {"G": 1.0, "C-": 0.0, "C+": 0.0},
                                 "label_sources": {"feedback": 0, "reference": 0, "vote": 1},
-                                "debates": 1}
+                                "debates": 1, "truncated": 0}
     critic0 = s["critic-0"]
     assert (critic0["size"], critic0["counts"], critic0["debates"]) == (
         1, {"G": 0, "C-": 1, "C+": 0}, 1)
@@ -324,9 +329,90 @@ def test_stats_report_debates_drops_sources_and_per_agent_counts() -> None:
 
 def test_config_is_validated() -> None:
     bad: list[dict[str, Any]] = [{"w": 1.5}, {"w": -0.1}, {"min_consensus": 2.0},
-                                 {"critic_loss": "every"}]
+                                 {"critic_loss": "every"}, {"majority": "most"}]
     for options in bad:
         with pytest.raises(ValueError):
             CurationConfig(**options)
     with pytest.raises(ValueError):
         run([], agents=0)
+
+
+def test_a_vote_without_a_strict_majority_labels_nothing() -> None:
+    split = make_debate([["5", "4", "6"], ["5", "4", "6"]])  # the tie rule would pick "5"
+    c = run([split])
+    assert c.stats["dropped"]["no_majority"] == 1 and c.stats["debates_used"] == 0
+    assert all(not ds.examples for ds in c.datasets.values())
+    old = run([split], majority="plurality")  # the answering rule: agent 0's answer wins
+    assert old.stats["debates_used"] == 1 and targets(old, "generator", 0) == [
+        text_of("d", 1, 0, "5")]
+    truth = run([replace(split, reference_answer="4")])  # ground truth needs no majority
+    assert truth.stats["dropped"]["no_majority"] == 0 and targets(truth, "generator", 1)
+
+
+@pytest.mark.parametrize(("final", "labelled"), [
+    (["5", "5", None], True),  # two of three agree: more than half of the agents
+    (["5", None, None], False),  # one parseable answer is not a majority of the society
+    (["5", "5", "5"], True), (["5", "6", None], False)])
+def test_unparseable_answers_count_against_the_majority(final: list[str | None],
+                                                        labelled: bool) -> None:
+    c = run([make_debate([["5", "5", "5"], final])])
+    assert (c.stats["debates_used"] == 1) is labelled
+    assert c.stats["dropped"]["no_majority"] == (0 if labelled else 1)
+
+
+def cut(debate: DebateRecord, round_no: int, agent: int) -> DebateRecord:
+    """The debate with one agent's response of one round stopped at the token limit."""
+    turns = tuple(replace(t, finish_reason="length")
+                  if (t.round, t.agent_index, t.role != "summarizer") == (round_no, agent, True)
+                  else replace(t, finish_reason="stop") for t in debate.turns)
+    return replace(debate, turns=turns)
+
+
+def test_a_truncated_response_is_never_a_training_target() -> None:
+    generator_cut = run([cut(make_debate(BASIC), 1, 1)], w=0.0)
+    assert targets(generator_cut, "generator", 1) == []  # right answer, but cut off
+    assert generator_cut.stats["generator-1"]["truncated"] == 1
+    assert targets(generator_cut, "generator", 2) == [text_of("d", 1, 2, "5")]
+    critic_cut = run([cut(make_debate(BASIC), 2, 1)], w=0.0)
+    assert kinds(critic_cut, "critic", 1) == [] and critic_cut.stats["critic-1"]["truncated"] == 1
+    assert targets(critic_cut, "generator", 1) == [text_of("d", 1, 1, "5")]
+
+
+def test_a_truncated_earlier_turn_matters_only_when_it_carries_loss() -> None:
+    debate = cut(make_debate(BASIC), 1, 1)  # agent 1's round-1 answer (context for its critic)
+    assert kinds(run([debate], w=0.0), "critic", 1) == []
+    assert kinds(run([debate], w=0.0, critic_loss="final"), "critic", 1) == ["C+"]
+    assert kinds(run([debate], w=0.0, drop_truncated=False), "critic", 1) == ["C+"]
+
+
+def test_every_response_of_a_usable_debate_has_an_outcome_and_drops_a_reason() -> None:
+    debates = [make_debate(BASIC, id="a", question="A"),
+               make_debate([["5", "4", "6"], ["5", "4", "6"]], id="split", question="B"),
+               make_debate(BASIC, id="old", question="a", created=-1)]
+    c = run(debates, w=0.0)
+    assert c.dropped == {"old": "duplicate", "split": "no_majority"}
+    assert c.datasets["generator", 0].outcomes == {"a": "wrong"}  # said 4; the vote is 5
+    assert c.datasets["generator", 1].outcomes == {"a": "G"}
+    assert c.datasets["critic", 0].outcomes == {"a": "not_mixed"}  # w = 0: C+ only
+    assert c.datasets["critic", 1].outcomes == {"a": "C+"}
+    assert c.datasets["critic", 2].outcomes == {"a": "wrong"}  # right first, 6 at the end
+    one_minus = run(debates, w=1.0)  # w = 1: C- only, so agent 1's C+ is left out
+    assert one_minus.datasets["critic", 0].outcomes == {"a": "C-"}
+    assert one_minus.datasets["critic", 1].outcomes == {"a": "not_mixed"}
+    cut_one = run([cut(make_debate(BASIC, id="a"), 1, 1)])
+    assert cut_one.datasets["generator", 1].outcomes == {"a": "truncated"}
+    assert run([make_debate(BASIC, id="a")], agents=4).datasets["critic", 3].outcomes == {
+        "a": "absent"}
+
+
+def test_outcome_rows_cover_drops_and_every_agent_response() -> None:
+    rows = run([make_debate(BASIC, id="a", question="A"),
+                make_debate(BASIC, id="old", question="a", created=-1)], w=1.0).outcome_rows()
+    assert {"debate_id": "old", "role": None, "agent_index": None, "outcome": "duplicate",
+            "label": None, "label_source": None} in rows
+    used = [r for r in rows if r["debate_id"] == "a"]
+    assert len(used) == 6 and {r["label"] for r in used} == {"5"}
+    assert {(r["role"], r["agent_index"], r["outcome"]) for r in used} == {
+        ("generator", 0, "wrong"), ("generator", 1, "G"), ("generator", 2, "G"),
+        ("critic", 0, "C-"), ("critic", 1, "not_mixed"), ("critic", 2, "wrong")}
+    json.dumps(rows)

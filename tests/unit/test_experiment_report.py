@@ -98,24 +98,27 @@ def test_maft_without_summary_needs_a_summarising_main_debate() -> None:
     assert config(methods=("maft", "maft_wo_summary"), summarize=True).methods
 
 
-def _turn(rnd: int, agent: int, answer: int, messages: list[Message]) -> dict[str, Any]:
+def _turn(rnd: int, agent: int, answer: int, messages: list[Message],
+          cut: bool = False) -> dict[str, Any]:
     role = "generator" if rnd == 1 else "critic"
     text = f"agent {agent} round {rnd}: \\boxed{{{answer}}}"
     return {"round": rnd, "agent_index": agent, "role": role, "lora_name": f"{role}{agent}",
             "messages": messages, "text": text, "answer": str(answer),
-            "completion_tokens": 3, "finish_reason": "stop"}
+            "completion_tokens": 3, "finish_reason": "length" if cut else "stop"}
 
 
-def record(index: int, first: list[int], last: list[int], reference: int) -> dict[str, Any]:
-    """A 2-round debate whose agents answered `first` then `last`."""
+def record(index: int, first: list[int], last: list[int], reference: int,
+           cut: frozenset[tuple[int, int]] = frozenset()) -> dict[str, Any]:
+    """A 2-round debate whose agents answered `first` then `last`; `cut`: the (round, agent)
+    responses that stopped at the token limit."""
     question = f"What is the result of {index}+0?"
     prompt = TASK.generation_messages(question)
-    turns = [_turn(1, n, a, prompt) for n, a in enumerate(first)]
+    turns = [_turn(1, n, a, prompt, (1, n) in cut) for n, a in enumerate(first)]
     for n, a in enumerate(last):
         others = [t["text"] for t in turns[:len(first)] if t["agent_index"] != n]
         convo = [*prompt, {"role": "assistant", "content": turns[n]["text"]},
                  TASK.critic_message(others)]
-        turns.append(_turn(2, n, a, convo))
+        turns.append(_turn(2, n, a, convo, (2, n) in cut))
     votes = sorted(set(last), key=lambda v: (-last.count(v), last.index(v)))
     return {"index": index, "question": question, "reference": str(reference),
             "final_answer": str(votes[0]), "consensus": last.count(votes[0]) / len(last),
@@ -162,7 +165,7 @@ def test_maft_gives_each_agent_only_its_own_responses() -> None:
 def _eval(correct: list[int], collection: str = "c") -> dict[str, Any]:
     p = sum(correct) / len(correct)
     return {"accuracy": p, "stderr": (p * (1 - p) / len(correct)) ** 0.5, "n": len(correct),
-            "correct": sum(correct), "per_question": correct, "consensus": 0.8,
+            "correct": sum(correct), "per_question": correct, "consensus_final": 0.8,
             "unparsed": 0.0, "collection": collection}
 
 
@@ -199,7 +202,10 @@ def test_markdown_has_the_papers_layout_and_per_iteration_rows(tmp_path: Path) -
     assert "| MAFT | 40.0 ± 21.9 | 60.0 ± 21.9 | 80.0 ± 17.9 |" in lines
     assert any(line.startswith("| MAFT − Debate | 2 | +40.0 ± 24.5 | yes |") for line in lines)
     assert any(line.startswith("| MAFT − Single-agent FT | 1 | +40.0 ± 24.5 |") for line in lines)
-    assert "| MAFT | 2 | 0.800 | 0.200 | 3.000 | – | – |" in lines
+    assert "| MAFT | 2 | – | 0.800 | 0.200 | 3.000 | – | – |" in lines  # final-round consensus
+    head = lines.index("## Diversity (test questions)") + 1
+    assert lines[head].startswith("| method | iteration | round-1 consensus | "
+                                  "final-round consensus |")
     assert "python -m experiment run --out x" in text
 
 
@@ -224,10 +230,10 @@ def test_per_agent_accuracy_shows_where_the_critics_lose_answers(tmp_path: Path)
     state = finished_state(tmp_path)
     (tmp_path / "collections").mkdir()
     debates = [  # reference 5: round 1 has 2 of 3 agents right, the critics 1 of 3
-        {"index": 0, "reference": "5", "turns": [
+        {"index": 0, "question": "q0", "reference": "5", "final_answer": "4", "turns": [
             _agent_turn(1, 0, "5"), _agent_turn(1, 1, "5"), _agent_turn(1, 2, "4"),
             _agent_turn(2, 0, "4"), _agent_turn(2, 1, "5"), _agent_turn(2, 2, None)]},
-        {"index": 1, "reference": "5", "turns": [
+        {"index": 1, "question": "q1", "reference": "5", "final_answer": "4", "turns": [
             _agent_turn(1, 0, "5"), _agent_turn(1, 1, "3"), _agent_turn(1, 2, "5"),
             _agent_turn(2, 0, "4"), _agent_turn(2, 1, "5"), _agent_turn(2, 2, "3")]}]
     (tmp_path / "collections" / "c.jsonl").write_text(
@@ -241,5 +247,6 @@ def test_per_agent_accuracy_shows_where_the_critics_lose_answers(tmp_path: Path)
     assert "base" not in saved and "majority" not in saved  # not debates
 
 
-def test_per_agent_table_says_when_collections_are_missing(tmp_path: Path) -> None:
-    assert "(collection files not present)" in markdown(finished_state(tmp_path))
+def test_per_agent_table_says_when_no_debates_are_at_hand(tmp_path: Path) -> None:
+    assert "(no debates: neither collections/ nor digest.jsonl.gz is present)" in markdown(
+        finished_state(tmp_path))

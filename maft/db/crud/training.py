@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from maft.db.crud.societies import active_society, record_society_metrics
-from maft.db.models import Debate, TrainingRun, TrainingStep, utcnow
+from maft.db.models import CurationOutcome, Debate, TrainingRun, TrainingStep, utcnow
 from maft.enums import DebateStatus, RunStatus, StepStatus
 from maft.exceptions import ConflictError, NotFoundError
 from maft.records import DebateRecord, TurnRecord
@@ -129,7 +129,8 @@ def count_new_debates(db: Session, *, since: datetime | None, task: str | None =
 
 def _record(debate: Debate) -> DebateRecord:
     turns = tuple(TurnRecord(r.round, r.agent_index, r.role, r.lora_name,
-                             tuple(dict(m) for m in r.messages), r.text, r.parsed_answer)
+                             tuple(dict(m) for m in r.messages), r.text, r.parsed_answer,
+                             r.finish_reason)
                   for r in debate.responses)
     feedback = debate.feedback[-1].correct_answer if debate.feedback else None
     return DebateRecord(str(debate.id), debate.question, debate.task, debate.created_at,
@@ -177,3 +178,18 @@ def record_evaluation(db: Session, *, run_id: uuid.UUID, result: dict[str, Any]
                                metrics={"eval": {**figures, "source": result.get("source"),
                                                  "partial": result.get("partial", False)}})
     return run
+
+
+def record_outcomes(db: Session, *, run_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:
+    """Store what curation made of each debate and response (replacing a retried step's)."""
+    db.execute(delete(CurationOutcome).where(CurationOutcome.run_id == run_id))
+    db.add_all(CurationOutcome(run_id=run_id, **{**row, "debate_id": uuid.UUID(
+        str(row["debate_id"]))}) for row in rows)
+
+
+def outcomes_of_debate(db: Session, *, debate_id: uuid.UUID) -> list[CurationOutcome]:
+    """Every training run's outcomes for one debate, oldest run first."""
+    return list(db.scalars(
+        select(CurationOutcome).join(TrainingRun, TrainingRun.id == CurationOutcome.run_id)
+        .where(CurationOutcome.debate_id == debate_id)
+        .order_by(TrainingRun.created_at, CurationOutcome.id)))

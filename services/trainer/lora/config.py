@@ -7,7 +7,7 @@ Plain dataclasses without torch, so callers can build configs without importing 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from maft.hardware import DTYPES
@@ -36,7 +36,10 @@ class TrainConfig:
     always fp32. "auto" picks bfloat16 where the hardware multiplies bf16 natively (CUDA with
     bf16, CPUs with AVX512-BF16/AMX) and float32 elsewhere: on an AVX2-only CPU, bf16 matmuls
     are emulated and a training step is about 10-100x slower than in fp32.
-    `max_steps` (optimizer steps) overrides `epochs`; data repeats as needed.
+    `max_steps` (optimizer steps) overrides `epochs`; data repeats as needed. `min_steps`
+    repeats whole epochs over a small dataset until that many steps are done, but never more
+    than `max_epochs` passes (15 examples at batch 4 are 4 steps an epoch: a run that short
+    does not move the adapter).
     `threads` is the torch intra-op thread count (None: the CPUs this process may use).
     """
 
@@ -49,6 +52,8 @@ class TrainConfig:
     seed: int = 0
     dtype: str = "auto"
     max_steps: int | None = None
+    min_steps: int = 0
+    max_epochs: int = 8
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float | None = 1.0
@@ -64,6 +69,8 @@ class TrainConfig:
             raise ValueError("epochs, batch_size, grad_accum and max_seq_len must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError("max_steps must be >= 1 (or None)")
+        if self.min_steps < 0 or self.max_epochs < self.epochs:
+            raise ValueError("min_steps must be >= 0 and max_epochs >= epochs")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError("warmup_ratio must be in [0, 1)")
 
@@ -98,6 +105,7 @@ class TrainResult:
     final_loss: float | None
     dropped_too_long: int = 0
     cpu_seconds: float = 0.0
+    epoch_losses: list[float] = field(default_factory=list)  # token-weighted mean per epoch
 
     @property
     def tokens_per_s(self) -> float:

@@ -131,10 +131,32 @@ def optimizer_step(model: PeftModel, batches: list[Batch], params: list[torch.nn
 
 
 def total_steps(config: TrainConfig, examples: int) -> int:
-    """Optimizer steps of the run: max_steps, else whole epochs."""
+    """Optimizer steps of the run: max_steps, else whole epochs, repeated up to min_steps (at
+    most max_epochs passes)."""
     if config.max_steps is not None:
         return config.max_steps
-    return config.epochs * steps_per_epoch(examples, config.batch_size, config.grad_accum)
+    per_epoch = steps_per_epoch(examples, config.batch_size, config.grad_accum)
+    epochs = max(config.epochs, min(config.max_epochs, math.ceil(config.min_steps / per_epoch)))
+    return epochs * per_epoch
+
+
+class EpochLosses:
+    """Token-weighted mean loss of each epoch (single batches are too noisy to read)."""
+
+    def __init__(self, per_epoch: int) -> None:
+        self.per_epoch, self.sums, self.tokens = per_epoch, list[float](), list[int]()
+
+    def add(self, step: int, loss: float, tokens: int) -> None:
+        """Count optimizer step `step` (from 0), its mean token loss and its loss tokens."""
+        if step // self.per_epoch >= len(self.sums):
+            self.sums.append(0.0)
+            self.tokens.append(0)
+        self.sums[-1] += loss * tokens
+        self.tokens[-1] += tokens
+
+    def means(self) -> list[float]:
+        """Each epoch's mean loss (the last one partial when max_steps cut it)."""
+        return [s / t if t else 0.0 for s, t in zip(self.sums, self.tokens, strict=True)]
 
 
 def linear_schedule(total: int, warmup: int) -> Callable[[int], float]:
@@ -162,6 +184,7 @@ def run_steps(model: PeftModel, encoded: list[Encoded], config: TrainConfig, *, 
     plan = step_plan([len(e.input_ids) for e in encoded], batch_size=config.batch_size,
                      grad_accum=config.grad_accum, seed=config.seed, total_steps=steps)
     result = TrainResult(0, len(encoded), 0, 0, 0.0, None, None)
+    epochs = EpochLosses(steps_per_epoch(len(encoded), config.batch_size, config.grad_accum))
     torch.manual_seed(config.seed)  # LoRA dropout
     model.train()
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -169,6 +192,7 @@ def run_steps(model: PeftModel, encoded: list[Encoded], config: TrainConfig, *, 
         batches = [collate([encoded[i] for i in mb], pad_id).to(device) for mb in micro]
         loss = optimizer_step(model, batches, params, optimizer, config.max_grad_norm)
         scheduler.step()
+        epochs.add(result.steps, loss, sum(b.loss_tokens for b in batches))
         result.steps += 1
         result.train_tokens += sum(b.tokens for b in batches)
         result.loss_tokens += sum(b.loss_tokens for b in batches)
@@ -178,6 +202,7 @@ def run_steps(model: PeftModel, encoded: list[Encoded], config: TrainConfig, *, 
             progress(result.steps, steps, loss)
     result.seconds = time.perf_counter() - start
     result.cpu_seconds = time.process_time() - cpu_start
+    result.epoch_losses = epochs.means()
     return result
 
 

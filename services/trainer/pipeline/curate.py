@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from maft import queue
-from maft.curation import AgentDataset, CurationConfig, curate
+from maft.curation import TRUNCATED, AgentDataset, CurationConfig, curate
 from maft.db import crud
 from maft.db.models import Society
 from maft.enums import AGENT_ROLES, SocietyKind
@@ -20,28 +20,42 @@ from maft.tasks import get_task, split_of, task_names
 from services.trainer.context import Next, TrainerContext
 from services.trainer.pipeline.datasets import dataset_path, write_dataset
 from services.trainer.pipeline.runs import begin_step, heartbeat
+from services.trainer.settings import TrainerSettings
+
+Datasets = dict[tuple[str, int], AgentDataset]
 
 
-def curate_all(records: Sequence[DebateRecord], *, agents: int, options: RunOptions,
-               w: float) -> tuple[dict[tuple[str, int], AgentDataset], dict[str, Any]]:
-    """Curate each task's debates with that task's parser, then merge per agent."""
-    config = CurationConfig(w=w, use_ground_truth=options.use_ground_truth,
-                            min_consensus=options.min_consensus,
-                            critic_loss=options.critic_loss, seed=options.seed)
+def curate_all(records: Sequence[DebateRecord], *, agents: int,
+               config: CurationConfig) -> tuple[Datasets, dict[str, Any], list[dict[str, Any]]]:
+    """Curate each task's debates with that task's parser, then merge per agent; also what
+    became of each debate and response (`Curation.outcome_rows`)."""
     by_task: dict[str, list[DebateRecord]] = defaultdict(list)
     for record in records:
         by_task[record.task if record.task in task_names() else "numeric"].append(record)
-    merged: dict[tuple[str, int], AgentDataset] = {
+    merged: Datasets = {
         (r, n): AgentDataset(r, n, []) for r in AGENT_ROLES for n in range(agents)}
-    per_task = {}
+    per_task, rows = {}, []
     for name, group in sorted(by_task.items()):
         result = curate(group, task=get_task(name), agents=agents, config=config)
         per_task[name] = result.stats
+        rows.extend(result.outcome_rows())
         for key, data in result.datasets.items():
             merged[key].examples.extend(data.examples)
+            merged[key].outcomes.update(data.outcomes)
+            merged[key].info[TRUNCATED] = merged[key].info.get(TRUNCATED, 0) + data.info.get(
+                TRUNCATED, 0)
     stats = {"debates": len(records), "tasks": per_task,
              "agents": {f"{r}-{n}": d.stats() for (r, n), d in merged.items()}}
-    return merged, stats
+    return merged, stats, rows
+
+
+def curation_config(settings: TrainerSettings, options: RunOptions) -> CurationConfig:
+    """The run's curation rules: its options over the trainer's defaults."""
+    return CurationConfig(w=settings.w if options.w is None else options.w,
+                          use_ground_truth=options.use_ground_truth,
+                          min_consensus=options.min_consensus, critic_loss=options.critic_loss,
+                          majority=options.majority or settings.label_majority,
+                          seed=options.seed)
 
 
 def _load(db: Session, *, run_id: uuid.UUID, options: RunOptions, holdout: bool
@@ -87,8 +101,9 @@ def _curate(ctx: TrainerContext, run_id: uuid.UUID, options: RunOptions) -> list
     holdout = (options.eval.task or ctx.settings.eval_task) == "holdout"
     records, base = ctx.call(_load, run_id=run_id, options=options, holdout=holdout)
     agents = agents_of(base, options, ctx.settings.default_agents)
-    datasets, stats = curate_all(records, agents=agents, options=options,
-                                 w=ctx.settings.w if options.w is None else options.w)
+    datasets, stats, outcomes = curate_all(records, agents=agents,
+                                           config=curation_config(ctx.settings, options))
+    ctx.call(crud.record_outcomes, run_id=run_id, rows=outcomes)
     if _total(stats) < ctx.settings.min_examples:
         reason = (f"too little data: {_total(stats)} examples from {len(records)} debates "
                   f"(minimum {ctx.settings.min_examples})")

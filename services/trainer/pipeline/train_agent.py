@@ -35,7 +35,9 @@ def train_config(ctx: TrainerContext, options: RunOptions) -> TrainConfig:
     return TrainConfig(lora=lora, learning_rate=h.learning_rate or s.learning_rate,
                        epochs=h.epochs or s.epochs, batch_size=h.batch_size or s.batch_size,
                        max_seq_len=h.max_seq_len or s.max_seq_len, seed=options.seed,
-                       dtype=s.train_dtype, max_steps=h.max_steps)
+                       dtype=s.train_dtype, max_steps=h.max_steps,
+                       min_steps=s.min_steps if h.min_steps is None else h.min_steps,
+                       max_epochs=max(s.max_epochs, h.epochs or s.epochs))
 
 
 def _context(db: Session, *, run_id: uuid.UUID, role: str, agent_index: int
