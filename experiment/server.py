@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from experiment.adapters import NAME_PATTERN
 from experiment.config import Runtime
 from maft.adapter_store import normalized_model_path
 from maft.hardware import cpu_dtype, is_cpu_build
@@ -40,7 +41,7 @@ def server_env(runtime: Runtime, port: int, seed: int) -> dict[str, str]:
         cpu_kvcache_gib=runtime.cpu_kvcache_gib,
         tensor_parallel_size=runtime.tensor_parallel_size,
         gpu_memory_utilization=runtime.gpu_memory_utilization,
-        extra_args=json.dumps(["--seed", str(seed)]))
+        extra_args=json.dumps(["--seed", str(seed)]), lora_name_pattern=NAME_PATTERN)
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # use every core (see tests' fixture)
     return env
