@@ -234,7 +234,8 @@ def up(
     listen = Listen(host, port, inference_host, inference_port)
     procs = children(settings, model, listen, no_auth, ensure_inference_key(settings))
     supervisor = Supervisor(supervised(procs, listen),
-                            lambda line: console.print(line, highlight=False, markup=False))
+                            lambda line: console.print(line, highlight=False, markup=False,
+                                                           soft_wrap=True))
     try:
         supervisor.start()
         console.print(f"starting inference, gateway and trainer; logs in {settings.home / 'logs'}")

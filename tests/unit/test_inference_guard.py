@@ -55,7 +55,7 @@ async def test_key_required_everywhere_but_health_and_metrics(tmp_path: Path) ->
     for path in ("/health", "/ping", "/metrics", "/version"):
         assert (await call(g, path, method="GET"))[0] == 200, path
     assert (await call(g, "/v1/models", method="OPTIONS"))[0] == 200  # CORS preflight
-    status, sent = await call(g, "/v1/realtime", kind="websocket")
+    _, sent = await call(g, "/v1/realtime", kind="websocket")
     assert sent == [{"type": "websocket.close", "code": 1008, "reason": "Unauthorized"}]
 
 
