@@ -1,11 +1,12 @@
 """The adapter store: one folder per immutable `lora_name` (e.g. `gen-0@v3`), served by vLLM.
 
 The inference server's resolver (services.inference.store_resolver, through `servable`) loads
-`<store>/<lora_name>` on the first request naming it, when its adapter_config.json has `peft_type == "LORA"` and `base_model_name_or_path` equal to the
-server's `--model` string. Publishing therefore rewrites that field to the server's normalised
-model path, and appears atomically (a dot-named temp folder renamed into place), so the resolver
-never sees a half-written adapter. Names are never reused: a replica that already loaded
-`gen-0@v3` keeps serving it from memory, so a changed `gen-0@v3` would be served inconsistently.
+`<store>/<lora_name>` on the first request naming it, when its adapter_config.json has
+`peft_type == "LORA"` and `base_model_name_or_path` equal to the server's `--model` string.
+Publishing therefore rewrites that field to the server's normalised model path, and appears
+atomically (a dot-named temp folder renamed into place), so the resolver never sees a
+half-written adapter. Names are never reused: a replica that already loaded `gen-0@v3` keeps
+serving it from memory, so a changed `gen-0@v3` would be served inconsistently.
 Standard library only.
 """
 
