@@ -176,7 +176,7 @@ def supervise(supervisor: Supervisor) -> None:
             supervisor.tick()
             time.sleep(0.5)
     except GaveUpError as exc:
-        console.print(f"[red]{exc}; stopping everything[/red]", highlight=False)
+        console.print(f"{exc}; stopping everything", style="red", highlight=False, markup=False)
         raise typer.Exit(1) from None
 
 
@@ -208,6 +208,11 @@ def banner(url: str, key: str | None) -> None:
     console.print("Ctrl-C stops everything.")
 
 
+def say(line: str) -> None:
+    """A supervision event, on one line, as it is (paths may hold brackets)."""
+    console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -233,9 +238,7 @@ def up(
     key = None if no_auth else ensure_key(settings)
     listen = Listen(host, port, inference_host, inference_port)
     procs = children(settings, model, listen, no_auth, ensure_inference_key(settings))
-    supervisor = Supervisor(supervised(procs, listen),
-                            lambda line: console.print(line, highlight=False, markup=False,
-                                                           soft_wrap=True))
+    supervisor = Supervisor(supervised(procs, listen), say)
     try:
         supervisor.start()
         console.print(f"starting inference, gateway and trainer; logs in {settings.home / 'logs'}")
