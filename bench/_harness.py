@@ -116,9 +116,24 @@ class Product:
         if self.child is not None and self.home is not None:
             shutil.rmtree(self.home, ignore_errors=True)
 
+    @property
+    def inference_key(self) -> str | None:
+        """The key vLLM requires: MAFT_INFERENCE_API_KEY, else the one `maft up` keeps in its
+        home (`maft up` always locks vLLM with a key)."""
+        if os.environ.get("MAFT_INFERENCE_API_KEY"):
+            return os.environ["MAFT_INFERENCE_API_KEY"]
+        path = self.home / "inference-key" if self.home else None
+        return path.read_text().strip() if path and path.is_file() else None
+
+    def inference_headers(self) -> dict[str, str]:
+        """The Authorization header for direct calls to vLLM."""
+        key = self.inference_key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
     def base_model(self) -> tuple[str, str]:
         """(served name, model path string vLLM was started with) from vLLM's /v1/models."""
-        models = httpx.get(f"{self.inference_url}/v1/models", timeout=30).json()["data"]
+        models = httpx.get(f"{self.inference_url}/v1/models", timeout=30,
+                           headers=self.inference_headers()).json()["data"]
         base = next(m for m in models if not m.get("parent"))
         return base["id"], base["root"]
 

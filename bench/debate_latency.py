@@ -217,7 +217,8 @@ async def run_all(product: h.Product, args: argparse.Namespace,
     levels = [int(c) for c in args.concurrency.split(",")]
     used = {q for c in levels for rep in range(args.reps) for q in cell_questions(rep, c)}
     async with httpx.AsyncClient(base_url=product.gateway_url, timeout=1800) as gateway:
-        inference = InferenceClient(product.inference_url, timeout=1800)
+        inference = InferenceClient(product.inference_url, timeout=1800,
+                                    api_key=product.inference_key)
         bench = Bench(gateway, inference, get_task(TASK), config)
         try:
             for society in args.societies.split(","):

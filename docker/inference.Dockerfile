@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # MAFT inference: vLLM's OpenAI server, started by the project's launcher from MAFT_* settings
-# (`python -m services.inference serve`), with the filesystem LoRA resolver on the adapter store.
+# (`python -m services.inference serve`), resolving adapters from the adapter store only.
 #   GPU (default):  docker build -f docker/inference.Dockerfile -t maft-inference .
 #   CPU (laptop):   docker build -f docker/inference.Dockerfile --build-arg DEVICE=cpu \
 #                     -t maft-inference:cpu .
@@ -72,8 +72,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER 10001:10001
 WORKDIR /home/maft
-# Never publish this port: vLLM resolves any model name under the store and its LoRA
-# load/unload endpoints are unauthenticated. Only the gateway and the trainer may reach it.
+# Never publish this port: it serves every adapter of the store to whoever holds the inference
+# key (runtime LoRA loading is off). Only the gateway and the trainer may reach it.
 EXPOSE 8001
 HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/health' % os.environ.get('MAFT_PORT', '8001'), timeout=4)"]

@@ -24,6 +24,9 @@ from maft.adapter_store import AdapterStore
 
 Progress = Callable[[int, int, float | None], None]
 _NAME = re.compile(r"^xp-.+-it(\d+)$")  # what Trainer.name makes
+# What the inference server must be told to resolve besides society names
+# (MAFT_LORA_NAME_PATTERN; our own server gets it, a server given by --inference-url needs it).
+NAME_PATTERN = r"xp-[A-Za-z0-9]+-[a-z0-9-]+-(all|gen[0-9]+|crit[0-9]+)-it[0-9]+"
 
 
 @dataclass

@@ -213,7 +213,7 @@ def run_experiment(config: ExperimentConfig, runtime: Runtime, command: list[str
         async def main() -> None:
             # A busy CPU server can take long to accept a connection; an offline run can wait.
             client = InferenceClient(endpoint.url, timeout=runtime.request_timeout_s,
-                                     connect_timeout=120.0)
+                                     connect_timeout=120.0, api_key=endpoint.api_key)
             try:
                 scorer = Scorer(runtime.model_path, trainer.local_dir, endpoint.base_name)
                 run = Run(config, runtime, state, endpoint, progress, client, task, scorer,

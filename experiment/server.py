@@ -5,10 +5,12 @@ end. The harness never imports the inference service."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from experiment.adapters import NAME_PATTERN
 from experiment.config import Runtime
 from maft.adapter_store import normalized_model_path
 from maft.hardware import cpu_dtype, is_cpu_build
@@ -23,6 +25,7 @@ class Endpoint:
     served_model_path: str  # the --model string (adapters must name it as their base)
     base_name: str  # --served-model-name: the model name of the un-finetuned agents
     dtype: str | None = None  # what our own server was started with (None: not ours)
+    api_key: str | None = None  # a running server's inference key (MAFT_INFERENCE_API_KEY)
 
 
 def served_dtype(name: str) -> str:
@@ -40,7 +43,7 @@ def server_env(runtime: Runtime, port: int, seed: int) -> dict[str, str]:
         cpu_kvcache_gib=runtime.cpu_kvcache_gib,
         tensor_parallel_size=runtime.tensor_parallel_size,
         gpu_memory_utilization=runtime.gpu_memory_utilization,
-        extra_args=json.dumps(["--seed", str(seed)]))
+        extra_args=json.dumps(["--seed", str(seed)]), lora_name_pattern=NAME_PATTERN)
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # use every core (see tests' fixture)
     return env
@@ -51,7 +54,8 @@ def inference(runtime: Runtime, seed: int) -> Iterator[Endpoint]:
     """The running server named by --inference-url, or our own for the duration of the run."""
     if runtime.inference_url:
         served = runtime.served_model_path or normalized_model_path(runtime.model_path)
-        yield Endpoint(runtime.inference_url.rstrip("/"), served, runtime.base_model_name)
+        yield Endpoint(runtime.inference_url.rstrip("/"), served, runtime.base_model_name,
+                       api_key=os.environ.get("MAFT_INFERENCE_API_KEY"))
         return
     port = free_port()
     runtime.store_dir.mkdir(parents=True, exist_ok=True)

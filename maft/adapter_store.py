@@ -1,11 +1,12 @@
 """The adapter store: one folder per immutable `lora_name` (e.g. `gen-0@v3`), served by vLLM.
 
-vLLM's filesystem LoRA resolver loads `<store>/<lora_name>` on the first request naming it, when
-its adapter_config.json has `peft_type == "LORA"` and `base_model_name_or_path` equal to the
-server's `--model` string. Publishing therefore rewrites that field to the server's normalised
-model path, and appears atomically (a dot-named temp folder renamed into place), so the resolver
-never sees a half-written adapter. Names are never reused: a replica that already loaded
-`gen-0@v3` keeps serving it from memory, so a changed `gen-0@v3` would be served inconsistently.
+The inference server's resolver (services.inference.store_resolver, through `servable`) loads
+`<store>/<lora_name>` on the first request naming it, when its adapter_config.json has
+`peft_type == "LORA"` and `base_model_name_or_path` equal to the server's `--model` string.
+Publishing therefore rewrites that field to the server's normalised model path, and appears
+atomically (a dot-named temp folder renamed into place), so the resolver never sees a
+half-written adapter. Names are never reused: a replica that already loaded `gen-0@v3` keeps
+serving it from memory, so a changed `gen-0@v3` would be served inconsistently.
 Standard library only.
 """
 
@@ -52,10 +53,17 @@ def lora_name_for(role: str, agent_index: int, version: int) -> str:
 
 def parse_lora_name(name: str) -> LoraName:
     """Inverse of `lora_name_for`; ValueError for a name that is not a society lora_name."""
-    match = _NAME_RE.match(name)
+    match = _NAME_RE.fullmatch(name)  # fullmatch: `$` alone would accept a trailing newline
     if not match:
         raise ValueError(f"not a lora_name of the form gen-<i>@v<n> or crit-<i>@v<n>: {name!r}")
     return LoraName(_ROLES_BY_PREFIX[match[1]], int(match[2]), int(match[3]))
+
+
+def is_store_name(name: str, extra_names: re.Pattern[str] | None = None) -> bool:
+    """Whether `name` is a society lora_name (or fully matches `extra_names`) and safe as a
+    folder name: no path separator, not hidden."""
+    own = _NAME_RE.fullmatch(name) or (extra_names is not None and extra_names.fullmatch(name))
+    return bool(own and _SAFE_NAME_RE.fullmatch(name))
 
 
 def normalized_model_path(path: str | Path) -> str:
@@ -110,6 +118,21 @@ def _base_problem(config: dict[str, Any], base_model_path: str | None) -> str | 
         f"base_model_name_or_path is {got!r}, the server's model is {want!r}")
 
 
+def _check_inside(folder: Path, real_root: Path) -> None:
+    """AdapterInvalidError unless `folder` and every entry in it resolve into the store.
+
+    A symlink in the store (the folder, or a file in it) could otherwise make the server read
+    an adapter, or any file, from elsewhere under a society name.
+    """
+    real = folder.resolve()
+    if real.parent != real_root or not real.is_dir():
+        raise AdapterInvalidError(str(folder), f"resolves to {real}, not a folder directly "
+                                  f"inside the store {real_root}")
+    outside = [p.name for p in real.iterdir() if p.resolve().parent != real]
+    if outside:
+        raise AdapterInvalidError(str(folder), f"entries {outside} resolve outside it")
+
+
 def _fsync_path(path: Path) -> None:
     """fsync a file or a folder (folders: so a rename inside it survives a crash)."""
     fd = os.open(path, os.O_RDONLY)
@@ -137,7 +160,7 @@ class AdapterStore:
 
     def path(self, lora_name: str) -> Path:
         """The folder of `lora_name` (whether or not it exists)."""
-        if not _SAFE_NAME_RE.match(lora_name):
+        if not _SAFE_NAME_RE.fullmatch(lora_name):
             raise ValueError(f"unsafe lora_name {lora_name!r}")
         return self.root / lora_name
 
@@ -154,7 +177,7 @@ class AdapterStore:
 
     def next_version(self) -> int:
         """A society version above every society lora_name in the store."""
-        versions = [parse_lora_name(n).version for n in self.names() if _NAME_RE.match(n)]
+        versions = [parse_lora_name(n).version for n in self.names() if _NAME_RE.fullmatch(n)]
         return max(versions, default=0) + 1
 
     def _folder(self, lora_name_or_path: str | Path) -> Path:
@@ -177,6 +200,22 @@ class AdapterStore:
         if problem:
             raise AdapterInvalidError(str(folder), problem)
         return config
+
+    def servable(self, lora_name: str, *, max_rank: int, base_model_path: str,
+                 extra_names: re.Pattern[str] | None = None) -> Path:
+        """The folder the inference server may load `lora_name` from, or AdapterInvalidError.
+
+        Only the store's own names (`gen-<i>@v<n>`, `crit-<i>@v<n>`, or a full match of
+        `extra_names`) resolve, only to a folder directly inside the store once symlinks are
+        followed (its files too), and only when `validate` passes. The path returned is the
+        store's own spelling (`root/lora_name`), which clients compare with what vLLM lists.
+        """
+        if not is_store_name(lora_name, extra_names):
+            raise AdapterInvalidError(repr(lora_name), "not a name of this adapter store")
+        folder = Path(normalized_model_path(self.path(lora_name)))
+        _check_inside(folder, Path(self.root).resolve())
+        self.validate(folder, max_rank=max_rank, base_model_path=base_model_path)
+        return folder
 
     def _stage(self, src: Path, lora_name: str, base_model_path: str) -> Path:
         """Copy the adapter's top-level files into a hidden temp folder, with the base rewritten."""

@@ -42,6 +42,16 @@ class AdapterNotFoundError(InferenceError):
         self.lora_name = lora_name
 
 
+class AdapterUntrustedError(InferenceError):
+    """The inference server serves a lora_name from a folder other than its own in the store
+    (loaded at run time from elsewhere): it is not used."""
+
+    def __init__(self, lora_name: str, root: str, expected: str) -> None:
+        super().__init__(f"adapter {lora_name!r} is served from {root}, not from the adapter "
+                         f"store ({expected}); restart inference to drop it", status_code=409)
+        self.lora_name = lora_name
+
+
 class DebateFailedError(MaftError):
     """A debate stopped part-way; `cause` is the inference error that stopped it."""
 

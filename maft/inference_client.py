@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
+from maft.adapter_store import AdapterStore, normalized_model_path
 from maft.exceptions import (
     AdapterNotFoundError,
+    AdapterUntrustedError,
     InferenceError,
     InferenceTimeoutError,
     InferenceUnavailableError,
@@ -62,9 +65,13 @@ class InferenceClient:
     """Async client of one OpenAI-compatible inference endpoint (one long-lived httpx client)."""
 
     def __init__(self, base_url: str, *, timeout: float = 300.0, api_key: str | None = None,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, adapter_store: str | Path | None = None) -> None:
+        """`adapter_store`: the store's path as the server sees it (the same in every process
+        of a deployment); with it, `ensure_loadable` trusts only adapters loaded from there."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
+        self.adapter_store = None if adapter_store is None else AdapterStore(
+            Path(normalized_model_path(adapter_store)))
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=headers,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
@@ -102,13 +109,18 @@ class InferenceClient:
                           completion_tokens=int(usage.get("completion_tokens", 0)),
                           finish_reason=choice.get("finish_reason"), latency_ms=latency_ms)
 
-    async def model_names(self) -> list[str]:
-        """Names the server serves now: the base model and every loaded adapter."""
+    async def models(self) -> list[dict[str, Any]]:
+        """The model cards of /v1/models: the base model, then every loaded adapter (its `root`
+        is the folder it was loaded from, its `parent` the base model)."""
         response = await self._request("GET", "/v1/models")
         if response.status_code >= 400:
             raise InferenceError(f"/v1/models answered {response.status_code}",
                                  status_code=response.status_code)
-        return [m["id"] for m in response.json().get("data", [])]
+        return list(response.json().get("data", []))
+
+    async def model_names(self) -> list[str]:
+        """Names the server serves now: the base model and every loaded adapter."""
+        return [m["id"] for m in await self.models()]
 
     async def healthy(self) -> bool:
         """Whether the server's /health answers 200."""
@@ -118,8 +130,21 @@ class InferenceClient:
             return False
 
     async def ensure_loadable(self, lora_name: str) -> None:
-        """Make the server resolve and load `lora_name` (a 1-token request); raise if it cannot."""
-        if lora_name in await self.model_names():
+        """Make the server resolve and load `lora_name` (a 1-token request), then check that it
+        serves it from the store; raise if it cannot, or if it serves it from elsewhere."""
+        if await self._loaded(lora_name):
             return
         await self.chat(model=lora_name, messages=[{"role": "user", "content": "hi"}],
                         sampling=Sampling(temperature=0.0, max_tokens=1))
+        await self._loaded(lora_name)
+
+    async def _loaded(self, lora_name: str) -> bool:
+        """Whether `lora_name` is loaded; AdapterUntrustedError when it was loaded from a
+        folder other than its own in the store (a base model has no parent: not checked)."""
+        card = next((m for m in await self.models() if m.get("id") == lora_name), None)
+        if card is None or card.get("parent") is None or self.adapter_store is None:
+            return card is not None
+        expected = str(self.adapter_store.root / lora_name)
+        if card.get("root") != expected:
+            raise AdapterUntrustedError(lora_name, str(card.get("root")), expected)
+        return True

@@ -52,6 +52,34 @@ def materialize_default_model(dest: Path) -> Path:
     return dest
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could bind `host:port` now (as servers do, with SO_REUSEADDR)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Running (not zombie) processes of process group `pgid`, from /proc (Linux)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # Fields after "(comm)": state, ppid, pgrp (comm may hold spaces and parentheses).
+        state, _ppid, pgrp = stat[stat.rindex(")") + 2:].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
 def clean_env(**settings: object) -> dict[str, str]:
     """This process's environment without its MAFT_* variables, plus `settings` as MAFT_*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAFT_")}
@@ -81,7 +109,10 @@ class Child:
     _out: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> Child:
-        """Start it (own session: Ctrl-C reaches only the launcher, which stops it)."""
+        """Start it (own session: Ctrl-C reaches only the launcher, which stops it); again after
+        it exited, for a restart."""
+        if self._out:
+            self._out.close()
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._out = self.log.open("ab")
         self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=dict(self.env),
@@ -106,16 +137,26 @@ class Child:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, sig)
 
+    def group_running(self) -> bool:
+        """Whether the process or any process of its group still runs."""
+        if self.proc is None:
+            return False
+        return self.proc.poll() is None or bool(group_pids(self.proc.pid))
+
     def stop(self, grace: float = 30.0) -> None:
-        """SIGTERM the process group, SIGKILL it after `grace` seconds."""
+        """SIGTERM the process group, SIGKILL it after `grace` seconds; returns once the whole
+        group is gone. The group is signalled even when the process itself has exited: vLLM's
+        engine processes, or Celery's pool and beat, outlive a SIGKILLed parent."""
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-            if not self.alive():
+            if not self.group_running():
                 break
             self.signal_group(sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=wait)  # type: ignore[union-attr]
+            deadline = time.monotonic() + wait
+            while self.group_running() and time.monotonic() < deadline:
+                time.sleep(0.1)
         if self._out:
             self._out.close()
+            self._out = None
 
     def kill(self) -> None:
         """SIGKILL the whole process group now."""

@@ -27,7 +27,8 @@ def _open(app: FastAPI, settings: GatewaySettings) -> None:
     engine = make_engine(settings.db_url)
     store = Store(make_session_factory(engine))
     inference = InferenceClient(settings.inference_url, timeout=settings.inference_timeout_s,
-                                api_key=settings.inference_key)
+                                api_key=settings.inference_key,
+                                adapter_store=settings.adapter_dir)
     app.state.engine, app.state.store, app.state.inference = engine, store, inference
     app.state.debates = DebateService(store=store, backend=inference, settings=settings)
     app.state.training_queue = TrainingQueue(settings)

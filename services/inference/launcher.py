@@ -1,9 +1,10 @@
 """Turn InferenceSettings into a `vllm serve` command and exec it (this is glue, not a server).
 
-Adapters are never listed on the command line: vLLM's filesystem resolver loads
-`<adapter store>/<lora_name>` on the first request naming it, on every replica, with no
-coordination. That needs the plugin enabled, runtime LoRA updating allowed, and published
-adapters naming exactly the model path given here (see maft.adapter_store).
+Adapters are never listed on the command line: our resolver plugin (services.inference.
+store_resolver) loads `<adapter store>/<lora_name>` on the first request naming it, on every
+replica, with no coordination. vLLM consults resolvers only with runtime LoRA updating allowed,
+which also mounts its load/unload endpoints: the Guard middleware (services.inference.guard)
+refuses those, and asks for the inference key on every path but health and metrics.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from maft.adapter_store import normalized_model_path
 from maft.hardware import cpu_dtype, is_cpu_build
 from services.inference.cpu_lora import PLUGIN_NAME as CPU_LORA_PLUGIN
 from services.inference.settings import InferenceSettings, get_settings
+from services.inference.store_resolver import PLUGIN_NAME as RESOLVER_PLUGIN
 
 log = logging.getLogger(__name__)
 
-RESOLVER_PLUGIN = "lora_filesystem_resolver"
+# vLLM's own resolvers: any name as a folder under a directory (`../` included), or the HF hub.
+VLLM_RESOLVERS = ("lora_filesystem_resolver", "lora_hf_hub_resolver")
+GUARD = "services.inference.guard.Guard"
 
 
 def uses_cpu(settings: InferenceSettings) -> bool:
@@ -28,12 +32,13 @@ def uses_cpu(settings: InferenceSettings) -> bool:
 
 
 def _plugins(current: str | None, *, cpu_lora: bool = False) -> str:
-    """VLLM_PLUGINS with the filesystem resolver added; unset means only that plugin.
+    """VLLM_PLUGINS: `current` without vLLM's resolvers, plus ours; unset means only ours.
 
-    Restricting to it also keeps vLLM's Hugging Face hub resolver (network) off. `cpu_lora`
-    adds maft's CPU LoRA kernel plugin (services.inference.cpu_lora); otherwise it is removed.
+    An explicit list also keeps every other installed plugin off. `cpu_lora` adds maft's CPU
+    LoRA kernel plugin (services.inference.cpu_lora); otherwise it is removed.
     """
-    names = [n for n in (current or "").split(",") if n and n != CPU_LORA_PLUGIN]
+    dropped = {*VLLM_RESOLVERS, CPU_LORA_PLUGIN}
+    names = [n for n in (current or "").split(",") if n and n not in dropped]
     wanted = [RESOLVER_PLUGIN, *([CPU_LORA_PLUGIN] if cpu_lora else [])]
     return ",".join([*names, *(n for n in wanted if n not in names)])
 
@@ -44,13 +49,17 @@ def build_env(settings: InferenceSettings, *, cpu: bool,
     env = {
         "VLLM_PLUGINS": _plugins(current_plugins,
                                  cpu_lora=cpu and settings.cpu_lora_kernel == "dense"),
-        "VLLM_LORA_RESOLVER_CACHE_DIR": str(settings.adapter_dir.absolute()),
+        # Resolvers run only with it (vllm/entrypoints/serve/engine/serving.py, _check_model);
+        # the endpoints it also mounts are refused by the Guard middleware.
         "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
     }
     if settings.inference_key:  # in the environment, not argv: `ps` would show it
         env["VLLM_API_KEY"] = settings.inference_key
     if cpu:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(settings.cpu_kvcache_gib)
+        # The CPU platform always uses the multiprocess executor (vllm/platforms/cpu.py), whose
+        # execute_model RPC waits this long (vllm/v1/executor/multiproc_executor.py).
+        env["VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS"] = str(settings.cpu_execute_model_timeout_s)
     return env
 
 
@@ -68,6 +77,7 @@ def build_args(settings: InferenceSettings, *, cpu: bool) -> list[str]:
         "--max-model-len", str(settings.max_model_len),
         "--host", settings.host,
         "--port", str(settings.port),
+        "--middleware", GUARD,
     ]
     if not cpu:
         args += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization),

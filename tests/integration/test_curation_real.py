@@ -46,7 +46,8 @@ async def debate_all(sessions: sessionmaker[Session], server: VllmServer, pg_url
     """`n` two-agent, two-round debates through the product's DebateService (stored)."""
     client = InferenceClient(server.url, timeout=120)
     service = DebateService(store=Store(sessions), backend=client,
-                            settings=settings_for(pg_url, server.url, server.served_name))
+                            settings=settings_for(pg_url, server.url, server.served_name,
+                                                 adapter_store=server.store.root))
     config = DebateConfig(agents=2, rounds=2, sampling=Sampling(
         temperature=1.0, top_p=1.0, max_tokens=max_tokens, extra=extra))
     try:

@@ -46,7 +46,8 @@ def tiny_db(pg_engine: Engine, vllm_tiny: VllmServer) -> sessionmaker[Session]:
 def settings(pg_url: str, vllm_tiny: VllmServer, tiny_db: sessionmaker[Session]
              ) -> GatewaySettings:
     """Gateway settings on the tiny server: greedy, 16 tokens per response."""
-    return settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name)
+    return settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name,
+                        adapter_store=vllm_tiny.store.root)
 
 
 @pytest.fixture

@@ -57,7 +57,8 @@ async def test_debates_in_flight_during_promotion_all_succeed(
     sessions = make_session_factory(pg_engine)
     keys = make_keys(sessions)
     record_society(sessions, vllm_tiny, SocietyStatus.PROMOTED)
-    settings = settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name, default_max_tokens=32)
+    settings = settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name,
+                            adapter_store=vllm_tiny.store.root, default_max_tokens=32)
     with LiveServer(settings) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=300, headers={
                 "Authorization": f"Bearer {keys.admin}"}) as client:
@@ -91,7 +92,8 @@ async def test_a_rejected_society_needs_force_from_the_api_and_the_cli(
     sessions = make_session_factory(pg_engine)
     keys = make_keys(sessions)
     record_society(sessions, vllm_tiny, SocietyStatus.REJECTED)
-    settings = settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name)
+    settings = settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name,
+                            adapter_store=vllm_tiny.store.root)
     runner = CliRunner()
     with LiveServer(settings) as server:
         monkeypatch.setenv("MAFT_GATEWAY_URL", server.url)

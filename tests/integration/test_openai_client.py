@@ -20,7 +20,8 @@ def live(pg_url: str, pg_engine: Engine, vllm_tiny: VllmServer):  # type: ignore
     """A live gateway and a query key."""
     reset(pg_engine, vllm_tiny.served_name)
     keys = make_keys(make_session_factory(pg_engine))
-    with LiveServer(settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name)) as server:
+    with LiveServer(settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name,
+                                 adapter_store=vllm_tiny.store.root)) as server:
         yield server, keys
 
 

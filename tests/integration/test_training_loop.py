@@ -49,7 +49,8 @@ def keys(db: sessionmaker[Session]) -> Keys:
 @pytest.fixture
 def settings(pg_url: str, vllm_tiny: VllmServer, db: sessionmaker[Session]) -> GatewaySettings:
     """Gateway on the tiny server and the test Redis."""
-    return settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name, broker_url=REDIS_URL)
+    return settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name,
+                        adapter_store=vllm_tiny.store.root, broker_url=REDIS_URL)
 
 
 def seed(db: sessionmaker[Session], base: str) -> None:

@@ -43,11 +43,12 @@ def test_cpu_command_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert flag(args, "--dtype") in ("bfloat16", "float32")  # "auto", resolved for this CPU
     assert flag(args, "--max-model-len") == "4096"
     assert flag(args, "--host") == "127.0.0.1" and flag(args, "--port") == "8123"
+    assert flag(args, "--middleware") == "services.inference.guard.Guard"
     assert "--gpu-memory-utilization" not in args and "--tensor-parallel-size" not in args
-    assert env == {"VLLM_PLUGINS": "lora_filesystem_resolver,maft_cpu_lora",
-                   "VLLM_LORA_RESOLVER_CACHE_DIR": str(tmp_path / "home" / "adapters"),
+    assert env == {"VLLM_PLUGINS": "maft_lora_resolver,maft_cpu_lora",
                    "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
-                   "VLLM_CPU_KVCACHE_SPACE": "3"}
+                   "VLLM_CPU_KVCACHE_SPACE": "3",
+                   "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "1800"}
 
 
 def test_gpu_command_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,8 +59,9 @@ def test_gpu_command_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert flag(args, "--gpu-memory-utilization") == "0.5"
     assert flag(args, "--tensor-parallel-size") == "2"
     assert "VLLM_CPU_KVCACHE_SPACE" not in env
-    assert env["VLLM_PLUGINS"] == "my_plugin,lora_filesystem_resolver"
-    assert env["VLLM_LORA_RESOLVER_CACHE_DIR"] == str(tmp_path / "store")
+    assert "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS" not in env  # vLLM's own default on GPUs
+    assert env["VLLM_PLUGINS"] == "my_plugin,maft_lora_resolver"
+    assert flag(args, "--middleware") == "services.inference.guard.Guard"
 
 
 def test_auto_dtype_is_float32_on_avx2_cpus_and_vllms_own_on_gpus(
@@ -79,11 +81,11 @@ def test_cpu_lora_kernel_plugin_on_cpu_only_and_switchable(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VLLM_PLUGINS", "maft_cpu_lora,my_plugin")
     plugins = launcher.build_command(settings(tmp_path, device="cpu"))[1]["VLLM_PLUGINS"]
-    assert plugins == "my_plugin,lora_filesystem_resolver,maft_cpu_lora"
+    assert plugins == "my_plugin,maft_lora_resolver,maft_cpu_lora"
     stock = settings(tmp_path, device="cpu", cpu_lora_kernel="stock")
-    assert launcher.build_command(stock)[1]["VLLM_PLUGINS"] == "my_plugin,lora_filesystem_resolver"
+    assert launcher.build_command(stock)[1]["VLLM_PLUGINS"] == "my_plugin,maft_lora_resolver"
     gpu = launcher.build_command(settings(tmp_path, device="gpu"))[1]["VLLM_PLUGINS"]
-    assert gpu == "my_plugin,lora_filesystem_resolver"
+    assert gpu == "my_plugin,maft_lora_resolver"
     with pytest.raises(ValidationError):
         settings(tmp_path, cpu_lora_kernel="fast")
 
@@ -148,3 +150,36 @@ def test_clients_send_the_inference_api_key() -> None:
     client = InferenceClient("http://inference:8001", api_key=key)
     assert client._http.headers["Authorization"] == "Bearer s3cret"
     assert "Authorization" not in InferenceClient("http://inference:8001")._http.headers
+
+
+def test_vllms_own_resolvers_are_never_enabled(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # vLLM's filesystem resolver serves any name as a folder under the store, `../` included;
+    # its hub resolver downloads. Even when the environment asks for them, only ours runs.
+    monkeypatch.setenv("VLLM_PLUGINS", "lora_filesystem_resolver,lora_hf_hub_resolver,mine")
+    env = launcher.build_command(settings(tmp_path, device="gpu"))[1]
+    assert env["VLLM_PLUGINS"] == "mine,maft_lora_resolver"
+    assert "VLLM_LORA_RESOLVER_CACHE_DIR" not in env
+
+
+def test_execute_model_timeout_is_raised_on_cpu(tmp_path: Path) -> None:
+    # vLLM's 300 s killed the engine under load ("RPC call to execute_model timed out").
+    env = launcher.build_env(settings(tmp_path), cpu=True)
+    assert int(env["VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS"]) > 300
+    tuned = launcher.build_env(settings(tmp_path, cpu_execute_model_timeout_s=7200), cpu=True)
+    assert tuned["VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS"] == "7200"
+    with pytest.raises(ValidationError):
+        settings(tmp_path, lora_name_pattern="xp-[")  # a pattern that does not compile
+
+
+def test_resolver_plugin_is_declared_and_registered_by_the_cli_entry() -> None:
+    import tomllib
+
+    from services.inference import store_resolver
+
+    root = Path(__file__).resolve().parents[2]
+    plugins = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"][
+        "vllm.general_plugins"]
+    assert plugins[store_resolver.PLUGIN_NAME] == "services.inference.store_resolver:register"
+    source = (root / "services" / "inference" / "vllm_entry.py").read_text()
+    assert "store_resolver import register" in source

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from pathlib import Path
 
 from maft.db import crud
 from maft.exceptions import InferenceError
@@ -15,9 +16,10 @@ from services.trainer.pipeline.runs import begin_step, heartbeat
 log = logging.getLogger(__name__)
 
 
-async def prewarm(url: str, names: list[str], api_key: str | None = None) -> None:
+async def prewarm(url: str, names: list[str], api_key: str | None = None,
+                  adapter_store: Path | None = None) -> None:
     """Ask inference to load the new adapters now, so the next debate does not wait for it."""
-    client = InferenceClient(url, timeout=120, api_key=api_key)
+    client = InferenceClient(url, timeout=120, api_key=api_key, adapter_store=adapter_store)
     try:
         for name in names:
             await client.ensure_loadable(name)
@@ -34,6 +36,6 @@ def publish_run(ctx: TrainerContext, run_id: uuid.UUID) -> None:
         if names:
             try:
                 asyncio.run(prewarm(ctx.settings.inference_url, names,
-                                    ctx.settings.inference_key))
+                                    ctx.settings.inference_key, ctx.settings.adapter_dir))
             except InferenceError as exc:  # replicas also load on first use; this saves time
                 log.warning("prewarming adapters failed: %s", exc)
