@@ -75,12 +75,13 @@ def page_checks(b: Browser, name: str) -> None:
     assert b.unlabelled() == [], name
 
 
-def ask_and_watch(b: Browser, url: str) -> list[tuple[float, int, bool]]:
+def ask_and_watch(b: Browser, url: str, question: str, **fields: str
+                  ) -> list[tuple[float, int, bool]]:
     """Ask a question; return (time, rounds shown, final answer shown) at each change."""
     b.driver.get(f"{url}/console/ask")
     page_checks(b, "02-ask")
-    b.driver.find_element(By.ID, "question").send_keys("What is 3+4?")
-    for field, value in (("rounds", "2"), ("max_tokens", "48"), ("temperature", "1")):
+    b.driver.find_element(By.ID, "question").send_keys(question)
+    for field, value in fields.items():
         box = b.driver.find_element(By.ID, field)
         box.clear()
         box.send_keys(value)
@@ -161,7 +162,7 @@ def test_console_end_to_end(live: LiveServer, db: sessionmaker[Session], browser
     sign_in_by_keyboard(b, url, keys.admin)
     page_checks(b, "01-debates")
 
-    seen = ask_and_watch(b, url)
+    seen = ask_and_watch(b, url, "What is 3+4?", rounds="2", max_tokens="48", temperature="1")
     page_checks(b, "04-debate")
     rounds = b.driver.find_elements(By.CSS_SELECTOR, "#rounds .round")
     cells = b.driver.find_elements(By.CSS_SELECTOR, "#rounds .cell")
@@ -208,3 +209,4 @@ def test_console_end_to_end(live: LiveServer, db: sessionmaker[Session], browser
     assert b.foreign(url) == [], "the console requested another host"
     assert any(u.endswith("/htmx.min.js") for u in b.requests())  # the log did record requests
     assert any("/events" in u for u in b.requests())  # including the debate's stream
+

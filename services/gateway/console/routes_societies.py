@@ -65,6 +65,10 @@ def _overview(db: Session, *, admin: bool) -> dict[str, Any]:
         runs = crud.list_runs(db, limit=20)
         context["failed_runs"] = [r for r in runs if r.status == RunStatus.FAILED][:5]
         context["live_runs"] = [r for r in runs if r.active_lock]
+        context["regressions"] = [s for s in context["societies"]
+                                  if s.regression or s.society.status == "rejected"]
+    context["quiet"] = not any(context.get(k) for k in (
+        "failed_debates", "failed_runs", "live_runs", "regressions"))
     return context
 
 
