@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.vllm",
     "tests.fixtures.gateway",
     "tests.fixtures.trainer",
+    "tests.fixtures.browser",
 ]

@@ -13,7 +13,7 @@ from maft import __version__
 from maft.db import crud
 from maft.db.session import make_engine, make_session_factory
 from maft.inference_client import InferenceClient
-from services.gateway import docs, errors
+from services.gateway import console, docs, errors
 from services.gateway.debates import DebateService, Store
 from services.gateway.metrics import instrument
 from services.gateway.routes import adapters, chat, debates, health, training
@@ -65,6 +65,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     docs.install(app)
     for module in (health, debates, chat, adapters, training):
         app.include_router(module.router)
+    console.install(app, app.state.settings)
     instrument(app)
     return app
 

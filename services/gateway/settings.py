@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from maft.settings import CommonSettings
 
@@ -30,6 +30,13 @@ class GatewaySettings(CommonSettings):
     broker_url: str = Field(default="redis://127.0.0.1:6379/0",
                             description="Celery broker of the trainer; `filesystem://` embedded.")
     readiness_timeout_s: float = 60.0
+    console_secret: SecretStr | None = Field(
+        default=None, description="Key that signs console session cookies; unset: generated "
+        "once and kept in `home/console-secret` (set it when several gateways share traffic).")
+    console_session_hours: float = Field(default=8.0, gt=0, le=24 * 30,
+                                         description="Console sessions expire after this.")
+    console_secure_cookie: bool = Field(
+        default=False, description="Mark the console cookie Secure (serve over https).")
 
 
 @lru_cache

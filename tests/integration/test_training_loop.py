@@ -23,14 +23,12 @@ from maft.db.session import make_session_factory
 from services.gateway.settings import GatewaySettings
 from tests.fixtures.db import reset
 from tests.fixtures.gateway import Keys, gateway_client, make_keys, settings_for
-from tests.fixtures.trainer import REDIS_URL, Worker, seed_debate, trainer_env
+from tests.fixtures.trainer import REDIS_URL, Worker, trainer_env
+from tests.fixtures.trainer import seed_training_debates as seed
 from tests.fixtures.vllm import VllmServer
 
 pytestmark = [pytest.mark.vllm, pytest.mark.training]
 ENDED = ("succeeded", "failed", "skipped")
-# Agent answers per round for debates on a+b: C+, C- and generator examples for every agent.
-ANSWERS = [[[5, 5, 4], [5, 5, 5]], [[7, None, 7], [7, 7, 7]], [[8, 8, 8], [8, 8, 8]],
-           [[6, 5, 6], [6, 6, 6]], [[3, 3, 9], [3, 3, 3]], [[9, 9, 9], [9, 9, 1]]]
 
 
 @pytest.fixture
@@ -51,13 +49,6 @@ def settings(pg_url: str, vllm_tiny: VllmServer, db: sessionmaker[Session]) -> G
     """Gateway on the tiny server and the test Redis."""
     return settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name,
                         adapter_store=vllm_tiny.store.root, broker_url=REDIS_URL)
-
-
-def seed(db: sessionmaker[Session], base: str) -> None:
-    """Six debates with known answers (every agent gets G, C- and C+ examples)."""
-    for i, answers in enumerate(ANSWERS):
-        seed_debate(db, a=i, b=answers[1][0] - i if answers[1][0] else 1, answers=answers,
-                    base=base)
 
 
 def worker(workers: list[Worker], pg_url: str, server: VllmServer, tmp: Path,

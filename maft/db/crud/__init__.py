@@ -1,6 +1,7 @@
 """Data access: keyword-only functions over a Session. Callers own the transaction."""
 
 from maft.db.crud.debates import (
+    DebateFilter,
     add_feedback,
     add_response,
     create_debate,
@@ -16,6 +17,7 @@ from maft.db.crud.keys import (
     authenticate,
     create_api_key,
     list_api_keys,
+    live_api_key,
     revoke_api_key,
 )
 from maft.db.crud.societies import (
@@ -63,11 +65,13 @@ from maft.db.crud.training import (
     record_curation,
     record_evaluation,
     record_outcomes,
+    run_labels,
     stale_runs,
     step,
 )
 
 __all__ = [
+    "DebateFilter",
     "activate_society",
     "active_run",
     "active_society",
@@ -106,6 +110,7 @@ __all__ = [
     "list_debates",
     "list_runs",
     "list_societies",
+    "live_api_key",
     "live_run",
     "next_society_version",
     "outcomes_of_debate",
@@ -119,6 +124,7 @@ __all__ = [
     "reject_society",
     "revoke_api_key",
     "roster_of",
+    "run_labels",
     "skip_run",
     "stale_runs",
     "step",

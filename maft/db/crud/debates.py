@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from maft.db.models import AgentResponse, Debate, Feedback, utcnow
@@ -90,19 +91,46 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise ValueError("malformed cursor") from exc
 
 
+@dataclass(frozen=True)
+class DebateFilter:
+    """Which debates a listing shows (every field optional)."""
+
+    task: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    society_version: int | None = None
+    has_feedback: bool | None = None
+    min_consensus: float | None = None  # inclusive
+    below_consensus: float | None = None  # exclusive
+
+    def apply(self, query: Select[Debate]) -> Select[Debate]:
+        """`query` narrowed to the debates this filter admits."""
+        labelled = exists().where(Feedback.debate_id == Debate.id)
+        for wanted, clause in (
+                (self.task, lambda: Debate.task == self.task),
+                (self.status, lambda: Debate.status == self.status),
+                (self.since, lambda: Debate.created_at >= self.since),
+                (self.until, lambda: Debate.created_at < self.until),
+                (self.society_version, lambda: Debate.society_version == self.society_version),
+                (self.has_feedback, lambda: labelled if self.has_feedback else ~labelled),
+                (self.min_consensus, lambda: Debate.consensus >= self.min_consensus),
+                (self.below_consensus, lambda: Debate.consensus < self.below_consensus)):
+            if wanted is not None and wanted != "":
+                query = query.where(clause())
+        return query
+
+
 def list_debates(db: Session, *, task: str | None = None, status: str | None = None,
                  since: datetime | None = None, until: datetime | None = None,
-                 cursor: str | None = None, limit: int = 50) -> tuple[list[Debate], str | None]:
-    """Debates newest first with filters; returns (page, next cursor or None)."""
+                 cursor: str | None = None, limit: int = 50,
+                 where: DebateFilter | None = None) -> tuple[list[Debate], str | None]:
+    """Debates newest first with filters (`where` adds to the others); returns (page, next
+    cursor or None)."""
     query = select(Debate).options(selectinload(Debate.feedback))
-    if task:
-        query = query.where(Debate.task == task)
-    if status:
-        query = query.where(Debate.status == status)
-    if since:
-        query = query.where(Debate.created_at >= since)
-    if until:
-        query = query.where(Debate.created_at < until)
+    query = DebateFilter(task=task, status=status, since=since, until=until).apply(query)
+    if where is not None:
+        query = where.apply(query)
     if cursor:
         stamp, key = decode_cursor(cursor)
         query = query.where(or_(Debate.created_at < stamp,

@@ -34,6 +34,12 @@ def authenticate(db: Session, *, plaintext: str) -> ApiKey | None:
     return key
 
 
+def live_api_key(db: Session, *, key_id: uuid.UUID) -> ApiKey | None:
+    """The key with this id unless it is unknown or revoked."""
+    key = db.get(ApiKey, key_id)
+    return key if key is not None and key.revoked_at is None else None
+
+
 def list_api_keys(db: Session) -> list[ApiKey]:
     """All keys, newest first."""
     return list(db.scalars(select(ApiKey).order_by(ApiKey.created_at.desc())))

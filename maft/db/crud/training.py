@@ -17,7 +17,7 @@ from maft.enums import DebateStatus, RunStatus, StepStatus
 from maft.exceptions import ConflictError, NotFoundError
 from maft.records import DebateRecord, TurnRecord
 
-TRAINING_SOURCES = ("api", "chat")  # never eval or experiment debates
+TRAINING_SOURCES = ("api", "chat", "console")  # never eval or experiment debates
 
 
 def create_run(db: Session, *, options: dict[str, Any], trigger: str,
@@ -193,3 +193,13 @@ def outcomes_of_debate(db: Session, *, debate_id: uuid.UUID) -> list[CurationOut
         select(CurationOutcome).join(TrainingRun, TrainingRun.id == CurationOutcome.run_id)
         .where(CurationOutcome.debate_id == debate_id)
         .order_by(TrainingRun.created_at, CurationOutcome.id)))
+
+
+def run_labels(db: Session, *, run_id: uuid.UUID) -> list[tuple[Debate, str | None, str | None]]:
+    """The debates a run labelled (with their feedback), each with its label and source."""
+    rows = db.execute(
+        select(Debate, CurationOutcome.label, CurationOutcome.label_source)
+        .join(CurationOutcome, CurationOutcome.debate_id == Debate.id)
+        .where(CurationOutcome.run_id == run_id, CurationOutcome.label.is_not(None))
+        .distinct().options(selectinload(Debate.feedback)))
+    return [(debate, label, source) for debate, label, source in rows]

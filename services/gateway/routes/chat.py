@@ -28,6 +28,7 @@ from services.gateway.chat_schemas import (
 from services.gateway.debates import DebateRequest, build_request
 from services.gateway.deps import DebateServiceDep, QueryPrincipal, SettingsDep
 from services.gateway.errors import inference_status
+from services.gateway.operations import spawn
 from services.gateway.presets import presets
 from services.gateway.schemas import ErrorOut
 
@@ -96,9 +97,7 @@ async def chat_completions(body: ChatRequest, request: Request, principal: Query
     debate_id, roster = await service.start(debate_request)
     if body.stream:
         stream = _Stream(body.model, debate_id)
-        job = asyncio.create_task(stream.drive(service, debate_request, roster))
-        request.app.state.jobs.add(job)  # keep a reference until the debate ends
-        job.add_done_callback(request.app.state.jobs.discard)
+        spawn(request.app.state.jobs, stream.drive(service, debate_request, roster))
         return StreamingResponse(stream.events(), media_type="text/event-stream")
     debate = await service.run(debate_request, debate_id, roster)
     return ChatResponse(id=f"chatcmpl-{debate.id}", created=int(debate.created_at.timestamp()),

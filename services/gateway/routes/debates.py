@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from maft.db import crud
 from maft.exceptions import NotFoundError
-from services.gateway import views
+from services.gateway import operations, views
 from services.gateway.debates import build_request
 from services.gateway.deps import DebateServiceDep, QueryPrincipal, SettingsDep, StoreDep
 from services.gateway.schemas import (
@@ -80,9 +80,7 @@ async def list_debates(
 async def add_feedback(debate_id: str, body: FeedbackCreate, principal: QueryPrincipal,
                        store: StoreDep) -> FeedbackOut:
     """Store the correct answer of a debate as a ground-truth label."""
-    key = parse_id(debate_id)
-    debate = await store.call(crud.get_debate, debate_id=key)
-    answer = views.task_of(debate.task).normalize_reference(str(body.correct_answer))
-    feedback = await store.call(crud.add_feedback, debate_id=key, correct_answer=answer,
-                                note=body.note, api_key_id=principal.key_id)
+    feedback = await operations.record_feedback(
+        store, debate_id=parse_id(debate_id), correct_answer=str(body.correct_answer),
+        note=body.note, api_key_id=principal.key_id)
     return FeedbackOut.model_validate(feedback)

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
 
 from maft.db import crud
-from maft.enums import RunStatus
-from maft.exceptions import NotFoundError, QueueUnavailableError
+from maft.exceptions import NotFoundError
 from maft.run_options import RunOptions
+from services.gateway import operations
 from services.gateway.deps import AdminPrincipal, StoreDep, TrainingQueueDep
 from services.gateway.schemas import ErrorOut
 from services.gateway.training_schemas import TrainingRunOut, TrainingRunPage
@@ -19,29 +19,12 @@ from services.gateway.training_schemas import TrainingRunOut, TrainingRunPage
 router = APIRouter(prefix="/v1/training-runs", tags=["training"])
 
 
-def _queue(db: Session, *, options: RunOptions) -> TrainingRunOut:
-    run = crud.queue_run(db, options=options.model_dump(mode="json", exclude_none=True),
-                         trigger="api")
-    return TrainingRunOut.from_row(run)
-
-
-def _fail(db: Session, *, run_id: uuid.UUID, error: str) -> None:
-    crud.finish_run(db, run=crud.get_run(db, run_id=run_id), status=RunStatus.FAILED,
-                    error=error)
-
-
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=TrainingRunOut,
              responses={c: {"model": ErrorOut} for c in (401, 403, 409, 422, 503)})
 async def start_run(options: RunOptions, _: AdminPrincipal, store: StoreDep,
                     training_queue: TrainingQueueDep) -> TrainingRunOut:
     """Queue a run: curate -> train every agent -> evaluate -> publish. One run at a time."""
-    run = await store.call(_queue, options=options)
-    try:
-        await training_queue.enqueue_run(run.id)
-    except QueueUnavailableError as exc:
-        await store.call(_fail, run_id=run.id, error=str(exc))
-        raise
-    return run
+    return await operations.start_training_run(store, training_queue, options)
 
 
 def _get(db: Session, *, run_id: str) -> TrainingRunOut:
