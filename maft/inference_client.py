@@ -102,6 +102,17 @@ class InferenceClient:
                           completion_tokens=int(usage.get("completion_tokens", 0)),
                           finish_reason=choice.get("finish_reason"), latency_ms=latency_ms)
 
+    async def prompt_tokens(self, *, model: str, messages: list[Message]) -> tuple[int, int]:
+        """(tokens of `messages` as the chat template renders them, the model's context length)
+        from vLLM's /tokenize."""
+        body = {"model": model, "messages": messages, "add_generation_prompt": True}
+        response = await self._request("POST", "/tokenize", json=body)
+        if response.status_code >= 400:
+            raise InferenceError(f"/tokenize answered {response.status_code}: "
+                                 f"{_error_detail(response)}", status_code=response.status_code)
+        data = response.json()
+        return int(data["count"]), int(data["max_model_len"])
+
     async def model_names(self) -> list[str]:
         """Names the server serves now: the base model and every loaded adapter."""
         response = await self._request("GET", "/v1/models")

@@ -73,10 +73,16 @@ def test_grants() -> None:
     assert not apikeys.grants([], "query")
 
 
+def test_label_is_a_trusted_query_scope() -> None:
+    assert apikeys.grants(["label"], "query") and apikeys.grants(["label"], "label")
+    assert apikeys.grants(["admin"], "label")
+    assert not apikeys.grants(["query"], "label") and not apikeys.grants(["label"], "admin")
+
+
 def test_check_scopes_normalises() -> None:
     assert apikeys.check_scopes(["query"]) == ["query"]
     assert apikeys.check_scopes(["query", "admin", "query"]) == ["admin", "query"]
-    assert set(apikeys.SCOPES) == {"query", "admin"}
+    assert set(apikeys.SCOPES) == {"query", "label", "admin"}
 
 
 @pytest.mark.parametrize("bad", [[], ["root"], ["query", "write"], ["Admin"], [""]])
