@@ -124,3 +124,13 @@ async def while_connected(receive: Receive, work: Awaitable[T]) -> T:
     if job.cancelled():
         raise ClientGoneError("the client closed the connection")
     return job.result()
+
+
+def cancel_on_disconnect(receive: Receive, job: asyncio.Task[T]) -> asyncio.Task[None]:
+    """Watch the connection while `job` runs (a streamed debate waits silently between rounds,
+    so a failed write would notice the client's departure only at the next round); the
+    returned watcher cancels `job` when the client goes. Cancel the watcher when done."""
+    watcher = asyncio.ensure_future(until_disconnect(receive))
+    watcher.add_done_callback(lambda _: job.cancel())
+    job.add_done_callback(lambda _: watcher.cancel())
+    return watcher

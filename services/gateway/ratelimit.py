@@ -90,7 +90,7 @@ class RateLimiter:
         window = int(now // WINDOW_S)
         try:
             count = await self.counter.incr(f"{bucket}:{key}", window)
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, RuntimeError) as exc:
             self._warn(exc, now)
             return
         if count > limit:

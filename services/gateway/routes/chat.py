@@ -18,7 +18,7 @@ from maft.enums import Role
 from maft.exceptions import DebateFailedError, NotFoundError
 from maft.voting import Vote
 from services.gateway import views
-from services.gateway.admission import Release, while_connected
+from services.gateway.admission import Release, cancel_on_disconnect, while_connected
 from services.gateway.chat_schemas import (
     ChatChoice,
     ChatRequest,
@@ -109,6 +109,7 @@ async def chat_completions(body: ChatRequest, request: Request, principal: Query
         job = asyncio.create_task(stream.drive(service, debate_request, roster, release))
         request.app.state.jobs.add(job)  # keep a reference until the debate ends
         job.add_done_callback(request.app.state.jobs.discard)
+        cancel_on_disconnect(request.receive, job)
         return StreamingResponse(stream.events(job), media_type="text/event-stream")
     debate = await while_connected(request.receive, service.serve(debate_request))
     return ChatResponse(id=f"chatcmpl-{debate.id}", created=int(debate.created_at.timestamp()),
