@@ -90,13 +90,12 @@ async def test_an_abandoned_debate_cancels_its_inference_requests(
                     await client.post("/v1/debates", json=body)
                 assert await wait_for(lambda: fake.counts.aborted == 3 and not
                                       fake.counts.running)
-                async with httpx.AsyncClient(base_url=gateway.url, timeout=1.0) as streamer:
-                    async with streamer.stream("POST", "/v1/chat/completions", json={
-                            "messages": [{"role": "user", "content": "2+2?"}],
-                            "stream": True}) as stream:
-                        lines = stream.aiter_lines()  # held: dropping it closes the stream
-                        await anext(lines)
-                        assert await wait_for(lambda: fake.counts.running == 3)
+                chat = {"messages": [{"role": "user", "content": "2+2?"}], "stream": True}
+                async with httpx.AsyncClient(base_url=gateway.url, timeout=1.0) as streamer, \
+                        streamer.stream("POST", "/v1/chat/completions", json=chat) as stream:
+                    lines = stream.aiter_lines()  # held: dropping it closes the stream
+                    await anext(lines)
+                    assert await wait_for(lambda: fake.counts.running == 3)
                 assert await wait_for(lambda: fake.counts.aborted == 6 and not
                                       fake.counts.running)
             await asyncio.sleep(0.3)
