@@ -145,7 +145,7 @@ class DebateService:
                  admission: Admission | None = None, counter: PromptCounter | None = None):
         self.store, self.backend, self.settings = store, backend, settings
         self.admission = admission or Admission.from_settings(settings)
-        self.counter = counter
+        self.counter, self._warned_at = counter, -1e9
 
     async def check_fits(self, request: DebateRequest) -> None:
         """PromptTooLongError unless the debate's largest prompts plus max_tokens fit the
@@ -159,7 +159,7 @@ class DebateService:
                 tokens, context = await self.counter.prompt_tokens(
                     model=self.settings.base_model_name, messages=messages)
             except InferenceError as exc:
-                log.warning("prompt length not checked: %s", exc)
+                self._unchecked(exc)
                 return
             if tokens + budget > context:
                 raise PromptTooLongError(
@@ -167,6 +167,12 @@ class DebateService:
                     f"largest prompt (round {request.config.rounds}, every earlier answer "
                     f"taken as max_tokens={budget} tokens) is {tokens} tokens, plus {budget} "
                     "to generate; shorten the question or lower max_tokens, agents or rounds")
+
+    def _unchecked(self, exc: InferenceError) -> None:
+        now = time.monotonic()
+        if now - self._warned_at > 60:  # one line a minute, not one per debate
+            self._warned_at = now
+            log.warning("prompt lengths not checked: %s", exc)
 
     async def open(self, request: DebateRequest) -> tuple[uuid.UUID, Roster, Release]:
         """Check the prompt, take a slot (OverloadedError if none), record the debate."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -113,11 +114,12 @@ async def clear_of_window_edge() -> None:
 
 
 async def test_rate_limit_per_key_in_process(offline_settings: GatewaySettings,
-                                             offline_db: sessionmaker[Session]) -> None:
+                                             offline_db: sessionmaker[Session],
+                                             tmp_path: Path) -> None:
     await clear_of_window_edge()
     keys = make_keys(offline_db)
     settings = offline_settings.model_copy(update={"broker_url": "filesystem://",
-                                                   "rate_limit_per_minute": 3})
+                                                   "home": tmp_path, "rate_limit_per_minute": 3})
     async with gateway_client(settings, keys.query) as client:
         answers = [await client.get("/v1/debates") for _ in range(4)]
         other = await client.get("/v1/debates", headers={"Authorization": f"Bearer {keys.admin}"})
@@ -154,11 +156,12 @@ async def test_rate_limits_fail_open_when_redis_is_down(
 
 
 async def test_debates_have_their_own_rate_limit(offline_settings: GatewaySettings,
-                                                 offline_db: sessionmaker[Session]) -> None:
+                                                 offline_db: sessionmaker[Session],
+                                                 tmp_path: Path) -> None:
     await clear_of_window_edge()
     keys = make_keys(offline_db)
     with FakeInference(delay_s=0.0) as fake:
-        settings = on(fake, offline_settings, broker_url="filesystem://",
+        settings = on(fake, offline_settings, broker_url="filesystem://", home=tmp_path,
                       debate_rate_limit_per_minute=1)
         async with gateway_client(settings, keys.query) as client:
             first = await client.post("/v1/debates", json=ONE_CALL)
