@@ -25,6 +25,9 @@ from typing import Any
 
 import httpx
 
+# This checkout's maft, services and helpers (not an installed copy): the services it starts
+# run from maft.processes.REPO_ROOT, so that must be this checkout too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h
 from _stack import Stack

@@ -8,24 +8,15 @@ import time
 
 import httpx
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maft.db.models import Debate
-from maft.db.session import make_session_factory
 from services.gateway.settings import GatewaySettings
-from tests.fixtures.db import reset
 from tests.fixtures.gateway import LiveServer, gateway_client, settings_for
 from tests.fixtures.vllm import VllmServer
 
 pytestmark = pytest.mark.vllm
-
-
-@pytest.fixture
-def tiny_db(pg_engine: Engine, vllm_tiny: VllmServer) -> sessionmaker[Session]:
-    """Empty database whose society v0 is the tiny base model."""
-    reset(pg_engine, vllm_tiny.served_name)
-    return make_session_factory(pg_engine)
 
 
 @pytest.fixture
