@@ -31,7 +31,8 @@ class GatewaySettings(CommonSettings):
                             description="Celery broker of the trainer; `filesystem://` embedded.")
     readiness_timeout_s: float = 60.0
     # Admission control (per replica). Defaults from bench/load.py on a 2-core CPU with
-    # SmolLM2-135M (3x2 debates, 32 tokens): see docs/deploy.md, "Limits".
+    # SmolLM2-135M (3x2 debates, 32 tokens): 4 in flight gave 10 debates/min at a median of 24 s,
+    # 8 only 13/min at 35 s (docs/deploy.md, "Limits").
     max_debates_in_flight: int = Field(
         default=4, ge=1, description="Debates running at once in this replica; more queue.")
     max_debates_queued: int = Field(
