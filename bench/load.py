@@ -60,11 +60,11 @@ class Clients:
         return min(float(retry), 5.0) if retry else 1.0
 
 
-async def client(http: httpx.AsyncClient, body: dict[str, Any], until: float,
+async def client(http: httpx.AsyncClient, body: dict[str, Any], until: list[float],
                  seen: Clients, index: int) -> None:
-    """Ask debates one after another until `until`."""
+    """Ask debates one after another until `until[0]` (a fault may move it)."""
     n = 0
-    while time.monotonic() < until:
+    while time.monotonic() < until[0]:
         n += 1
         start = time.monotonic()
         question = QUESTION.format(a=index + 1, b=n)
@@ -73,7 +73,7 @@ async def client(http: httpx.AsyncClient, body: dict[str, Any], until: float,
             wait = seen.record(start, response)
         except httpx.HTTPError as exc:
             wait = seen.record(start, None, type(exc).__name__)
-        await asyncio.sleep(min(wait, max(0.0, until - time.monotonic())))
+        await asyncio.sleep(min(wait, max(0.0, until[0] - time.monotonic())))
 
 
 async def reread(http: httpx.AsyncClient, ids: list[str], turns: int) -> dict[str, int]:
@@ -124,10 +124,11 @@ async def cell(stack: Stack, n: int, args: argparse.Namespace, fault: bool = Fal
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=args.client_timeout) as http:
         q0 = await queue_wait(http)
         start = time.monotonic()
-        until = start + args.duration
+        # With a fault the clients go on until debates succeed again (at most 15 min).
+        until = [start + (args.duration if not fault else 900 + args.duration)]
         tasks = [asyncio.create_task(client(http, body, until, seen, i)) for i in range(n)]
-        faults = await inject_fault(stack, start, args.duration, seen) if fault else {}
-        await asyncio.wait(tasks, timeout=args.duration + args.client_timeout)
+        faults = await inject_fault(stack, start, args.duration, seen, until) if fault else {}
+        await asyncio.wait(tasks, timeout=until[0] - time.monotonic() + args.client_timeout)
         for task in tasks:
             task.cancel()  # requests still waiting at the end are abandoned
         stopped = time.monotonic()
@@ -147,9 +148,10 @@ async def cell(stack: Stack, n: int, args: argparse.Namespace, fault: bool = Fal
             "loadavg": os.getloadavg()}
 
 
-async def inject_fault(stack: Stack, start: float, duration: float, seen: Clients
-                       ) -> dict[str, Any]:
-    """Kill inference by PID at duration/3, restart it, time the recovery."""
+async def inject_fault(stack: Stack, start: float, duration: float, seen: Clients,
+                       until: list[float]) -> dict[str, Any]:
+    """Kill inference by PID at duration/3, restart it, time the recovery; then let the
+    clients run on for a third of the duration."""
     await asyncio.sleep(duration / 3)
     killed_at = time.monotonic()
     pid = await asyncio.to_thread(stack.kill_inference)
@@ -157,10 +159,11 @@ async def inject_fault(stack: Stack, start: float, duration: float, seen: Client
     stack.restart_inference()
     ready = await asyncio.to_thread(stack.wait_ready, 900)
     ok = [t for t, k in seen.timeline if t > killed_at and k == "201"]
-    while not ok and time.monotonic() < start + duration:
+    while not ok and time.monotonic() < until[0]:
         await asyncio.sleep(0.5)
         ok = [t for t, k in seen.timeline if t > killed_at and k == "201"]
     end = min(ok) if ok else time.monotonic()
+    until[0] = min(until[0], time.monotonic() + duration / 3)
     during = Counter(k for t, k in seen.timeline if killed_at <= t <= end)
     return {"fault": {"killed_pid": pid, "killed_at_s": round(killed_at - start, 1),
                       "inference_ready_after_s": round(ready, 1),
