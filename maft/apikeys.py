@@ -6,7 +6,11 @@ import hashlib
 import hmac
 import secrets
 
-SCOPES = ("query", "admin")
+# query: ask, and read and label one's own debates. label: a trusted labeller, who reads and
+# labels every debate and whose labels count as ground truth in training. admin: everything.
+SCOPES = ("query", "label", "admin")
+IMPLIED = {"admin": {"query", "label", "admin"}, "label": {"query", "label"},
+           "query": {"query"}}
 KEY_PREFIX = "maft"
 
 
@@ -35,8 +39,8 @@ def matches(key: str, key_hash: str) -> bool:
 
 
 def grants(scopes: list[str], needed: str) -> bool:
-    """Whether `scopes` allow `needed`; admin includes query."""
-    return needed in scopes or "admin" in scopes
+    """Whether `scopes` allow `needed`; admin includes every scope, label includes query."""
+    return any(needed in IMPLIED.get(scope, {scope}) for scope in scopes)
 
 
 def check_scopes(scopes: list[str]) -> list[str]:

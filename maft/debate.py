@@ -18,6 +18,7 @@ from maft.tasks.base import Message, Task
 from maft.voting import Vote, majority_vote
 
 MAX_AGENTS, MAX_ROUNDS = 8, 4
+MAX_ANSWER_CHARS = 200  # the stored columns' length (maft.db.models.ANSWER_CHARS)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,8 @@ class Debate:
         done: Completion = await self.backend.chat(model=model, messages=messages,
                                                    sampling=self.config.sampling)
         answer = None if role == Role.SUMMARIZER else self.task.parse(done.text)
+        if answer is not None and len(answer) > MAX_ANSWER_CHARS:
+            answer = None  # no task's answer is that long: it is a runaway parse, not a vote
         turn = Turn(round_no, index, role, model, messages, done.text, answer,
                     done.prompt_tokens, done.completion_tokens, done.latency_ms,
                     done.finish_reason)
@@ -134,15 +137,21 @@ class Debate:
 
     async def _gather(self, calls: Sequence[tuple[int, Role, str, list[Message]]],
                       round_no: int) -> list[Turn]:
-        results = await asyncio.gather(
-            *(self._call(round_no, i, role, model, msgs) for i, role, model, msgs in calls),
-            return_exceptions=True)
-        for result in results:
-            if isinstance(result, InferenceError):
-                raise DebateFailedError(result, list(self.turns)) from result
-            if isinstance(result, BaseException):
-                raise result
-        return [r for r in results if isinstance(r, Turn)]  # every one is, after the loop
+        tasks = [asyncio.ensure_future(self._call(round_no, i, role, model, msgs))
+                 for i, role, model, msgs in calls]
+        try:  # the first failure ends the round: its siblings' requests are cancelled
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:  # also when this debate is cancelled (client gone, timeout): close them all
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        failures = [t.exception() for t in tasks if not t.cancelled() and t.exception()]
+        for failure in failures:
+            if isinstance(failure, InferenceError):
+                raise DebateFailedError(failure, list(self.turns)) from failure
+        if failures:
+            raise failures[0]  # type: ignore[misc]
+        return [t.result() for t in tasks]
 
     async def _critic_inputs(self, round_no: int, previous: list[Turn]) -> list[Message]:
         texts = [t.text for t in previous]

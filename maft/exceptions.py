@@ -116,3 +116,27 @@ class ChildExitedError(MaftError):
 
 class ChildNotReadyError(MaftError):
     """A service process did not become ready in time."""
+
+
+class InvalidRequestError(MaftError):
+    """A request the product cannot serve as asked (e.g. a prompt over the model's context)."""
+
+
+class PromptTooLongError(InvalidRequestError):
+    """A debate's prompts, at their largest, do not fit the model's context."""
+
+
+class OverloadedError(MaftError):
+    """Every debate slot and queue place is taken; retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimitedError(MaftError):
+    """A key made more requests than its limit allows; retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -109,6 +109,17 @@ class InferenceClient:
                           completion_tokens=int(usage.get("completion_tokens", 0)),
                           finish_reason=choice.get("finish_reason"), latency_ms=latency_ms)
 
+    async def prompt_tokens(self, *, model: str, messages: list[Message]) -> tuple[int, int]:
+        """(tokens of `messages` as the chat template renders them, the model's context length)
+        from vLLM's /tokenize."""
+        body = {"model": model, "messages": messages, "add_generation_prompt": True}
+        response = await self._request("POST", "/tokenize", json=body)
+        if response.status_code >= 400:
+            raise InferenceError(f"/tokenize answered {response.status_code}: "
+                                 f"{_error_detail(response)}", status_code=response.status_code)
+        data = response.json()
+        return int(data["count"]), int(data["max_model_len"])
+
     async def models(self) -> list[dict[str, Any]]:
         """The model cards of /v1/models: the base model, then every loaded adapter (its `root`
         is the folder it was loaded from, its `parent` the base model)."""

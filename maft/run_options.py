@@ -57,6 +57,9 @@ class RunOptions(_Options):
         default=None, description="When a vote labels: 'strict' (more than half of the agents "
         "agree; the trainer's default) or 'plurality' (the answering tie rule).")
     use_ground_truth: bool = True
+    labels_from: Literal["trusted", "any"] | None = Field(
+        default=None, description="Whose feedback and reference answers are ground truth: "
+        "'trusted' (keys with the label or admin scope; the trainer's default) or 'any' key.")
     critic_loss: Literal["all_assistant", "final"] = "all_assistant"
     from_base: bool = Field(default=False, description="Start from the base model, not the "
                                                        "agents' current adapters.")

@@ -50,7 +50,8 @@ def create_key(settings: CliSettings, name: str, scopes: list[str]) -> str:
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="Who or what uses the key.")],
-    scope: Annotated[list[str], typer.Option(help="query and/or admin (repeat).")] = ["query"],  # noqa: B006
+    scope: Annotated[list[str], typer.Option(
+        help="query, label (trusted labeller) and/or admin (repeat).")] = ["query"],  # noqa: B006
 ) -> None:
     """Create an API key and print it (only now: it is stored hashed)."""
     try:

@@ -11,21 +11,55 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Dialect,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     Uuid,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from maft.debate import MAX_ANSWER_CHARS
 from maft.enums import DebateStatus, RunStatus, StepStatus
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, not BIGINT.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+# Lengths of the short text columns; the API validates its inputs against the same numbers.
+ANSWER_CHARS, TASK_CHARS = MAX_ANSWER_CHARS, 64
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and read back aware (UTC) on every database.
+
+    SQLite has no time zones: SQLAlchemy writes the wall clock of whatever it is given and reads
+    naive values back, so instants written with different offsets did not compare. Converting
+    every bound value (columns and filters alike) to UTC makes stored strings comparable;
+    naive inputs are taken as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Aware UTC (naive values are taken as UTC)."""
+        return None if value is None else as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect
+                             ) -> datetime | None:
+        """Aware UTC, whatever the driver returned."""
+        return None if value is None else as_utc(value)
+
+
+def as_utc(value: datetime) -> datetime:
+    """`value` as an aware UTC datetime; a naive one is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def utcnow() -> datetime:
@@ -53,7 +87,7 @@ class Society(Base):
     training_run_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("training_runs.id", ondelete="SET NULL"))
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     adapters: Mapped[list[AdapterVersion]] = relationship(
         back_populates="society", order_by="AdapterVersion.role, AdapterVersion.agent_index")
 
@@ -73,7 +107,7 @@ class AdapterVersion(Base):
     parent_lora_name: Mapped[str | None] = mapped_column(String(200))
     rank: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     society: Mapped[Society] = relationship(back_populates="adapters")
 
 
@@ -84,7 +118,7 @@ class ActiveSociety(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
     version: Mapped[int] = mapped_column(ForeignKey("societies.version"))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     reason: Mapped[str] = mapped_column(String(200), default="")
 
 
@@ -98,24 +132,25 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[list[Any]] = mapped_column(default=list)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Debate(Base):
     """One debate: the request, the society that answered, the outcome."""
 
     __tablename__ = "debates"
-    __table_args__ = (Index("ix_debates_task_created", "task", "created_at"),)
+    __table_args__ = (Index("ix_debates_task_created", "task", "created_at"),
+                      Index("ix_debates_api_key_created", "api_key_id", "created_at"))
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow,
                                                  index=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     status: Mapped[str] = mapped_column(String(16), default=DebateStatus.RUNNING)
     source: Mapped[str] = mapped_column(String(16), default="api")
-    task: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(String(TASK_CHARS))
     question: Mapped[str] = mapped_column(Text)
     agents: Mapped[int] = mapped_column(Integer)
     rounds: Mapped[int] = mapped_column(Integer)
@@ -124,9 +159,9 @@ class Debate(Base):
     top_p: Mapped[float] = mapped_column(Float)
     max_tokens: Mapped[int] = mapped_column(Integer)
     society_version: Mapped[int] = mapped_column(ForeignKey("societies.version"))
-    final_answer: Mapped[str | None] = mapped_column(String(200))
+    final_answer: Mapped[str | None] = mapped_column(String(ANSWER_CHARS))
     consensus: Mapped[float | None] = mapped_column(Float)
-    reference_answer: Mapped[str | None] = mapped_column(String(200))
+    reference_answer: Mapped[str | None] = mapped_column(String(ANSWER_CHARS))
     error: Mapped[str | None] = mapped_column(Text)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
@@ -155,12 +190,12 @@ class AgentResponse(Base):
     lora_name: Mapped[str] = mapped_column(String(200))
     messages: Mapped[list[Any]] = mapped_column()
     text: Mapped[str] = mapped_column(Text)
-    parsed_answer: Mapped[str | None] = mapped_column(String(200))
+    parsed_answer: Mapped[str | None] = mapped_column(String(ANSWER_CHARS))
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     completion_tokens: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)
     finish_reason: Mapped[str | None] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     debate: Mapped[Debate] = relationship(back_populates="responses")
 
 
@@ -172,11 +207,11 @@ class Feedback(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     debate_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("debates.id", ondelete="CASCADE"), index=True)
-    correct_answer: Mapped[str] = mapped_column(String(200))
+    correct_answer: Mapped[str] = mapped_column(String(ANSWER_CHARS))
     note: Mapped[str | None] = mapped_column(Text)
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("api_keys.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     debate: Mapped[Debate] = relationship(back_populates="feedback")
 
 
@@ -196,13 +231,13 @@ class TrainingRun(Base):
     evaluation: Mapped[dict[str, Any]] = mapped_column(default=dict)
     decision: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow,
                                                  index=True)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # True while queued or running, NULL after: the unique constraint admits one live run.
     active_lock: Mapped[bool | None] = mapped_column(Boolean)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     steps: Mapped[list[TrainingStep]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="TrainingStep.id")
 
@@ -222,10 +257,10 @@ class TrainingStep(Base):
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     eta_s: Mapped[float | None] = mapped_column(Float)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # Written by the worker running the step; a running step whose heartbeat stops is stuck.
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     run: Mapped[TrainingRun] = relationship(back_populates="steps")
 
 

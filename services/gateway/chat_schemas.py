@@ -6,14 +6,28 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.gateway.schemas import MAX_QUESTION_CHARS, Text, no_nul
+
+# Earlier messages are accepted (OpenAI clients send history) but only the last user message
+# is debated; bounds keep a request's size sane.
+MAX_MESSAGES, MAX_MESSAGE_CHARS = 64, 16_000
+
 
 class ChatMessage(BaseModel):
     """A chat message; content may be a string or OpenAI content parts."""
 
     model_config = ConfigDict(extra="allow")
 
-    role: str
+    role: Text = Field(max_length=32)
     content: str | list[dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _bounded_text(self) -> ChatMessage:
+        text = self.text()
+        no_nul(text)
+        if len(text) > MAX_MESSAGE_CHARS:
+            raise ValueError(f"a message's text must be at most {MAX_MESSAGE_CHARS} characters")
+        return self
 
     def text(self) -> str:
         """The text of the message (text parts joined)."""
@@ -28,8 +42,8 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    model: str = "maft-debate"
-    messages: list[ChatMessage] = Field(min_length=1)
+    model: Text = Field(default="maft-debate", max_length=200)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1, le=4096)
@@ -41,6 +55,9 @@ class ChatRequest(BaseModel):
     def _has_question(self) -> ChatRequest:
         if not self.question():
             raise ValueError("messages must contain a user message with text")
+        if len(self.question()) > MAX_QUESTION_CHARS:
+            raise ValueError(f"the last user message (the question) must be at most "
+                             f"{MAX_QUESTION_CHARS} characters")
         return self
 
     def question(self) -> str:

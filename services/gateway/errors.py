@@ -1,4 +1,9 @@
-"""Domain errors -> HTTP. The only place that knows both."""
+"""Domain errors -> HTTP. The only place that knows both.
+
+Unexpected exceptions are not handled here: a handler for `Exception` runs in Starlette's
+outermost middleware, which re-raises after answering, and uvicorn then closes the keep-alive
+connection. services/gateway/guard.py answers them instead.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from maft.exceptions import (
@@ -15,14 +21,18 @@ from maft.exceptions import (
     DebateFailedError,
     InferenceError,
     InferenceTimeoutError,
+    InvalidRequestError,
     InvalidTaskOptionError,
     MaftError,
     NotFoundError,
+    OverloadedError,
     QueueUnavailableError,
+    RateLimitedError,
     SocietyError,
     SocietyTooSmallError,
     UnknownTaskError,
 )
+from services.gateway.admission import ClientGoneError
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +75,19 @@ def _http(_: Request, exc: Exception) -> JSONResponse:
 
 def inference_status(exc: InferenceError) -> tuple[int, str]:
     """HTTP status and error type for an inference failure."""
+    if exc.status_code == 400:  # vLLM refused the request itself (e.g. context exceeded)
+        return 422, "invalid_request_error"
     if isinstance(exc, InferenceTimeoutError):
         return 504, "inference_timeout"
     if isinstance(exc, AdapterNotFoundError):
         return 503, "adapter_unavailable"
     return 503, "inference_unavailable"
+
+
+def _retry(exc: OverloadedError | RateLimitedError) -> JSONResponse:
+    status, kind = (503, "overloaded") if isinstance(exc, OverloadedError) else (
+        429, "rate_limit_exceeded")
+    return error_response(status, str(exc), kind, headers={"Retry-After": str(exc.retry_after)})
 
 
 def _domain(_: Request, exc: Exception) -> JSONResponse:
@@ -79,9 +97,11 @@ def _domain(_: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InferenceError):
         status, kind = inference_status(exc)
         return error_response(status, str(exc), kind)
+    if isinstance(exc, OverloadedError | RateLimitedError):
+        return _retry(exc)
     if isinstance(exc, NotFoundError):
         return error_response(404, str(exc), "not_found_error")
-    if isinstance(exc, UnknownTaskError | InvalidTaskOptionError):
+    if isinstance(exc, UnknownTaskError | InvalidTaskOptionError | InvalidRequestError):
         return error_response(422, str(exc), "invalid_request_error")
     if isinstance(exc, QueueUnavailableError):
         return error_response(503, str(exc), "queue_unavailable")
@@ -94,9 +114,15 @@ def _domain(_: Request, exc: Exception) -> JSONResponse:
     return error_response(500, str(exc), "internal_error")
 
 
-def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error", exc_info=exc)
-    return error_response(500, "internal error; see the gateway log", "internal_error")
+def _data(_: Request, exc: Exception) -> JSONResponse:
+    # The inputs are validated against the columns; this is the net under that validation.
+    log.warning("the database refused a value: %s", exc)
+    return error_response(422, "a value cannot be stored (out of range, too long or with a "
+                          "NUL character)", "invalid_request_error")
+
+
+def _gone(_: Request, exc: Exception) -> Response:
+    return Response(status_code=499)  # nginx's "client closed request": nobody reads it
 
 
 def install(app: FastAPI) -> None:
@@ -104,4 +130,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(MaftError, _domain)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(DataError, _data)
+    app.add_exception_handler(ClientGoneError, _gone)

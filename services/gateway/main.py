@@ -14,8 +14,11 @@ from maft.db import crud
 from maft.db.session import make_engine, make_session_factory
 from maft.inference_client import InferenceClient
 from services.gateway import console, docs, errors
+from services.gateway.admission import Admission
 from services.gateway.debates import DebateService, Store
+from services.gateway.guard import Guard
 from services.gateway.metrics import instrument
+from services.gateway.ratelimit import make_limiter
 from services.gateway.routes import adapters, chat, debates, health, training
 from services.gateway.settings import GatewaySettings, get_settings
 from services.gateway.training_queue import TrainingQueue
@@ -30,7 +33,10 @@ def _open(app: FastAPI, settings: GatewaySettings) -> None:
                                 api_key=settings.inference_key,
                                 adapter_store=settings.adapter_dir)
     app.state.engine, app.state.store, app.state.inference = engine, store, inference
-    app.state.debates = DebateService(store=store, backend=inference, settings=settings)
+    app.state.admission = Admission.from_settings(settings)
+    app.state.limiter = make_limiter(settings)
+    app.state.debates = DebateService(store=store, backend=inference, settings=settings,
+                                      admission=app.state.admission, counter=inference)
     app.state.training_queue = TrainingQueue(settings)
     app.state.jobs = set()  # streamed debates still running
 
@@ -51,6 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.warning("could not record the base society yet: %s", exc)
     yield
     await app.state.inference.aclose()
+    await app.state.limiter.counter.aclose()
     app.state.training_queue.close()
     app.state.engine.dispose()
 
@@ -67,6 +74,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.include_router(module.router)
     console.install(app, app.state.settings)
     instrument(app)
+    app.add_middleware(Guard, max_header_bytes=app.state.settings.max_header_bytes,
+                       max_body_bytes=app.state.settings.max_body_bytes)  # outermost
     return app
 
 

@@ -18,7 +18,7 @@ from maft.exceptions import ConflictError, InferenceError, QueueUnavailableError
 from maft.inference_client import InferenceClient
 from maft.run_options import RunOptions
 from services.gateway import views
-from services.gateway.debates import Store
+from services.gateway.debates import Store, stored_answer
 from services.gateway.schemas import SocietyList, SocietyOut
 from services.gateway.training_queue import TrainingQueue
 from services.gateway.training_schemas import TrainingRunOut
@@ -32,19 +32,22 @@ def spawn(jobs: set[asyncio.Task[Any]], work: Coroutine[Any, Any, Any]) -> async
     return job
 
 
-def _label(db: Session, *, debate_id: uuid.UUID, correct_answer: str, note: str | None,
-           api_key_id: uuid.UUID | None) -> Feedback:
-    debate = crud.get_debate(db, debate_id=debate_id)
-    answer = views.task_of(debate.task).normalize_reference(correct_answer)
+def _label(db: Session, *, debate_id: uuid.UUID, correct_answer: object, note: str | None,
+           api_key_id: uuid.UUID | None, owner: uuid.UUID | None) -> Feedback:
+    debate = crud.get_debate(db, debate_id=debate_id, owner=owner)
+    answer = stored_answer(views.task_of(debate.task), correct_answer)
     return crud.add_feedback(db, debate_id=debate_id, correct_answer=answer, note=note,
-                             api_key_id=api_key_id)
+                             api_key_id=api_key_id, owner=owner)
 
 
-async def record_feedback(store: Store, *, debate_id: uuid.UUID, correct_answer: str,
-                          note: str | None, api_key_id: uuid.UUID | None) -> Feedback:
-    """Store the correct answer of a debate (normalised by its task) as a ground-truth label."""
+async def record_feedback(store: Store, *, debate_id: uuid.UUID, correct_answer: object,
+                          note: str | None, api_key_id: uuid.UUID | None,
+                          owner: uuid.UUID | None) -> Feedback:
+    """Store the correct answer of a debate (normalised by its task) as a label; `owner`: a
+    query key labels only its own debates. Training trusts it when the key is a trusted
+    labeller (scope label or admin)."""
     return await store.call(_label, debate_id=debate_id, correct_answer=correct_answer,
-                            note=note, api_key_id=api_key_id)
+                            note=note, api_key_id=api_key_id, owner=owner)
 
 
 def _queue(db: Session, *, options: RunOptions) -> TrainingRunOut:

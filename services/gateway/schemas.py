@@ -4,14 +4,35 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from maft.db.models import ANSWER_CHARS, TASK_CHARS
 from maft.debate import MAX_AGENTS, MAX_ROUNDS
 from maft.enums import DebateStatus
 
 MAX_QUESTION_CHARS = 4000
+MAX_NOTE_CHARS = 2000
+
+
+def no_nul(value: str) -> str:
+    """Reject NUL characters: PostgreSQL cannot store them in text."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
+
+
+def answer_text(value: str | int | float) -> str:
+    """An answer as stored: text of at most ANSWER_CHARS characters, without NUL."""
+    text = no_nul(str(value))
+    if len(text) > ANSWER_CHARS:
+        raise ValueError(f"must be at most {ANSWER_CHARS} characters")
+    return text
+
+
+Text = Annotated[str, AfterValidator(no_nul)]
+Answer = Annotated[str | int | float, AfterValidator(answer_text)]
 
 
 class Strict(BaseModel):
@@ -23,17 +44,18 @@ class Strict(BaseModel):
 class DebateCreate(Strict):
     """POST /v1/debates. Unset fields take the gateway's defaults."""
 
-    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
-    task: str | None = Field(default=None,
-                             description="numeric (default), arithmetic, gsm8k, math")
+    question: Text = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+    task: Text | None = Field(default=None, max_length=TASK_CHARS,
+                              description="numeric (default), arithmetic, gsm8k, math")
     agents: int | None = Field(default=None, ge=1, le=MAX_AGENTS)
     rounds: int | None = Field(default=None, ge=1, le=MAX_ROUNDS)
     summarize: bool | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1, le=4096)
-    reference_answer: str | int | float | None = Field(
-        default=None, description="Known correct answer, stored as ground truth.")
+    reference_answer: Answer | None = Field(
+        default=None, description="Known correct answer, stored as ground truth (counted in "
+        "training when the key is a trusted labeller: scope label or admin).")
 
     @field_validator("question")
     @classmethod
@@ -83,8 +105,8 @@ class FeedbackCreate(Strict):
 
     model_config = ConfigDict(extra="forbid", strict=False)
 
-    correct_answer: str | int | float
-    note: str | None = Field(default=None, max_length=2000)
+    correct_answer: Answer
+    note: Text | None = Field(default=None, max_length=MAX_NOTE_CHARS)
 
 
 class FeedbackOut(BaseModel):
@@ -96,6 +118,7 @@ class FeedbackOut(BaseModel):
     debate_id: uuid.UUID
     correct_answer: str
     note: str | None
+    api_key_id: uuid.UUID | None = Field(description="The key that gave it (null: auth off).")
     created_at: datetime
 
 

@@ -38,6 +38,9 @@ class TrainerSettings(CommonSettings):
                            "adapter gets at least (epochs repeat, at most max_epochs).")
     max_epochs: int = Field(default=_TRAIN.max_epochs, ge=1)
     label_majority: Literal["strict", "plurality"] = "strict"
+    labels_from: Literal["trusted", "any"] = Field(
+        default="trusted", description="Ground truth only from keys with the label or admin "
+        "scope (`trusted`), or from any key (`any`: one query key could poison training).")
     w: float = 2 / 3
     min_examples: int = Field(default=4, description="Fewer examples in all -> run skipped.")
     eval_task: str = "arithmetic"
@@ -62,6 +65,10 @@ class TrainerSettings(CommonSettings):
     def served_model_path(self) -> str:
         """The path string vLLM was started with; adapters must name it as their base."""
         return self.inference_model_path or normalized_model_path(self.model_dir)
+
+    def trusted_labels(self, labels_from: str | None) -> bool:
+        """Whether only trusted labellers' ground truth counts (a run's option over ours)."""
+        return (labels_from or self.labels_from) == "trusted"
 
     @property
     def runs_dir(self) -> Path:

@@ -6,15 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from maft.db import crud
 from maft.db.models import AdapterVersion
-from maft.db.session import make_session_factory
 from maft.inference_client import InferenceClient, Sampling
 from services.gateway.settings import GatewaySettings
-from tests.fixtures.db import reset
 from tests.fixtures.gateway import Keys, gateway_client, make_keys, settings_for
 from tests.fixtures.vllm import TEST_MAX_RANK, VllmServer, make_random_lora
 
@@ -33,13 +30,6 @@ def critics(vllm_tiny: VllmServer, tiny_model_dir: Path, tmp_path_factory: pytes
             vllm_tiny.store.publish(src, name, base_model_path=str(tiny_model_dir),
                                     max_rank=TEST_MAX_RANK)
     return names
-
-
-@pytest.fixture
-def tiny_db(pg_engine: Engine, vllm_tiny: VllmServer) -> sessionmaker[Session]:
-    """Empty database whose society v0 is the tiny base model."""
-    reset(pg_engine, vllm_tiny.served_name)
-    return make_session_factory(pg_engine)
 
 
 @pytest.fixture

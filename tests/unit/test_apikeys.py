@@ -13,6 +13,7 @@ import pytest
 
 from maft import apikeys
 from maft.db.crud import decode_cursor, encode_cursor
+from maft.db.models import as_utc
 
 # -- key format -------------------------------------------------------------------------------
 
@@ -73,10 +74,16 @@ def test_grants() -> None:
     assert not apikeys.grants([], "query")
 
 
+def test_label_is_a_trusted_query_scope() -> None:
+    assert apikeys.grants(["label"], "query") and apikeys.grants(["label"], "label")
+    assert apikeys.grants(["admin"], "label")
+    assert not apikeys.grants(["query"], "label") and not apikeys.grants(["label"], "admin")
+
+
 def test_check_scopes_normalises() -> None:
     assert apikeys.check_scopes(["query"]) == ["query"]
     assert apikeys.check_scopes(["query", "admin", "query"]) == ["admin", "query"]
-    assert set(apikeys.SCOPES) == {"query", "admin"}
+    assert set(apikeys.SCOPES) == {"query", "label", "admin"}
 
 
 @pytest.mark.parametrize("bad", [[], ["root"], ["query", "write"], ["Admin"], [""]])
@@ -93,7 +100,7 @@ def test_check_scopes_errors(bad: list[str]) -> None:
     [
         datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
         datetime(2024, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-5))),
-        datetime(2025, 6, 1, 12, 0),  # naive (SQLite hands these back)
+        datetime(2025, 6, 1, 12, 0),  # naive (an old cursor from SQLite): taken as UTC
     ],
 )
 def test_cursor_round_trip(stamp: datetime) -> None:
@@ -102,8 +109,8 @@ def test_cursor_round_trip(stamp: datetime) -> None:
     assert isinstance(cursor, str)
     assert re.fullmatch(r"[A-Za-z0-9_=-]+", cursor)  # URL-safe
     decoded_stamp, decoded_id = decode_cursor(cursor)
-    assert decoded_stamp == stamp
-    assert decoded_stamp.utcoffset() == stamp.utcoffset()
+    assert decoded_stamp == as_utc(stamp)  # the same instant, compared in UTC
+    assert decoded_stamp.utcoffset() == timedelta(0)
     assert decoded_id == row.id
 
 

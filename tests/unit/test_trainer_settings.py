@@ -25,3 +25,13 @@ def test_unknown_dtype_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAFT_TRAIN_DTYPE", "fp8")
     with pytest.raises(ValidationError, match="train_dtype"):
         TrainerSettings()
+
+
+def test_ground_truth_comes_from_trusted_labellers_by_default() -> None:
+    from maft.run_options import RunOptions
+    from services.trainer.settings import TrainerSettings
+
+    settings = TrainerSettings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.trusted_labels(RunOptions().labels_from)
+    assert not settings.trusted_labels(RunOptions(labels_from="any").labels_from)
+    assert not TrainerSettings(labels_from="any", _env_file=None).trusted_labels(None)  # type: ignore[call-arg]

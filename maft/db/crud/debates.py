@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from maft.db.models import AgentResponse, Debate, Feedback, utcnow
+from maft.db.models import AgentResponse, Debate, Feedback, as_utc, utcnow
 from maft.debate import DebateConfig, DebateOutcome, Turn
 from maft.enums import DebateStatus
 from maft.exceptions import NotFoundError
@@ -67,10 +67,15 @@ def fail_debate(db: Session, *, debate_id: uuid.UUID, error: str, latency_ms: fl
     return debate
 
 
-def get_debate(db: Session, *, debate_id: uuid.UUID) -> Debate:
-    """A debate with its responses and feedback; NotFoundError if absent."""
-    debate = db.scalar(select(Debate).where(Debate.id == debate_id).options(
-        selectinload(Debate.responses), selectinload(Debate.feedback)))
+def get_debate(db: Session, *, debate_id: uuid.UUID, owner: uuid.UUID | None = None
+               ) -> Debate:
+    """A debate with its responses and feedback; NotFoundError if absent, or if `owner` is
+    given and the debate belongs to another key (or to none)."""
+    query = select(Debate).where(Debate.id == debate_id).options(
+        selectinload(Debate.responses), selectinload(Debate.feedback))
+    if owner is not None:
+        query = query.where(Debate.api_key_id == owner)
+    debate = db.scalar(query)
     if debate is None:
         raise NotFoundError("debate", debate_id)
     return debate
@@ -86,7 +91,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     """Inverse of encode_cursor; ValueError if malformed."""
     try:
         stamp, key = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(key)
+        return as_utc(datetime.fromisoformat(stamp)), uuid.UUID(key)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("malformed cursor") from exc
 
@@ -124,10 +129,14 @@ class DebateFilter:
 def list_debates(db: Session, *, task: str | None = None, status: str | None = None,
                  since: datetime | None = None, until: datetime | None = None,
                  cursor: str | None = None, limit: int = 50,
-                 where: DebateFilter | None = None) -> tuple[list[Debate], str | None]:
-    """Debates newest first with filters (`where` adds to the others); returns (page, next
-    cursor or None)."""
+                 where: DebateFilter | None = None, owner: uuid.UUID | None = None
+                 ) -> tuple[list[Debate], str | None]:
+    """Debates newest first with filters (`where` adds to the others; `owner`: only that key's);
+    returns (page, next cursor or None). Times compare as instants (the column type converts
+    them to UTC)."""
     query = select(Debate).options(selectinload(Debate.feedback))
+    if owner is not None:
+        query = query.where(Debate.api_key_id == owner)
     query = DebateFilter(task=task, status=status, since=since, until=until).apply(query)
     if where is not None:
         query = where.apply(query)
@@ -143,9 +152,12 @@ def list_debates(db: Session, *, task: str | None = None, status: str | None = N
 
 
 def add_feedback(db: Session, *, debate_id: uuid.UUID, correct_answer: str,
-                 note: str | None = None, api_key_id: uuid.UUID | None = None) -> Feedback:
-    """Store a ground-truth label for a debate; NotFoundError if the debate is absent."""
-    if db.get(Debate, debate_id) is None:
+                 note: str | None = None, api_key_id: uuid.UUID | None = None,
+                 owner: uuid.UUID | None = None) -> Feedback:
+    """Store a ground-truth label given by `api_key_id`; NotFoundError if the debate is absent
+    (or, with `owner`, not that key's)."""
+    debate = db.get(Debate, debate_id)
+    if debate is None or (owner is not None and debate.api_key_id != owner):
         raise NotFoundError("debate", debate_id)
     feedback = Feedback(debate_id=debate_id, correct_answer=correct_answer, note=note,
                         api_key_id=api_key_id)

@@ -11,8 +11,9 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from maft import apikeys
 from maft.db.crud.societies import active_society, record_society_metrics
-from maft.db.models import CurationOutcome, Debate, TrainingRun, TrainingStep, utcnow
+from maft.db.models import ApiKey, CurationOutcome, Debate, TrainingRun, TrainingStep, utcnow
 from maft.enums import DebateStatus, RunStatus, StepStatus
 from maft.exceptions import ConflictError, NotFoundError
 from maft.records import DebateRecord, TurnRecord
@@ -127,22 +128,39 @@ def count_new_debates(db: Session, *, since: datetime | None, task: str | None =
     return int(db.scalar(query) or 0)
 
 
-def _record(debate: Debate) -> DebateRecord:
+def trusted_labellers(db: Session) -> set[uuid.UUID]:
+    """Keys whose labels are ground truth under the `trusted` policy: `label` or `admin`."""
+    rows = db.execute(select(ApiKey.id, ApiKey.scopes)).all()
+    return {key for key, scopes in rows if apikeys.grants(list(scopes or []), "label")}
+
+
+def _trusted(key: uuid.UUID | None, trusted: set[uuid.UUID] | None) -> bool:
+    # No key: auth was disabled (the anonymous admin) or the product itself wrote it.
+    return trusted is None or key is None or key in trusted
+
+
+def _record(debate: Debate, trusted: set[uuid.UUID] | None) -> DebateRecord:
     turns = tuple(TurnRecord(r.round, r.agent_index, r.role, r.lora_name,
                              tuple(dict(m) for m in r.messages), r.text, r.parsed_answer,
                              r.finish_reason)
                   for r in debate.responses)
-    feedback = debate.feedback[-1].correct_answer if debate.feedback else None
+    labels = [f.correct_answer for f in debate.feedback if _trusted(f.api_key_id, trusted)]
+    reference = debate.reference_answer if _trusted(debate.api_key_id, trusted) else None
     return DebateRecord(str(debate.id), debate.question, debate.task, debate.created_at,
                         debate.society_version, debate.agents, debate.rounds,
-                        debate.final_answer, debate.consensus, debate.reference_answer,
-                        feedback, turns)
+                        debate.final_answer, debate.consensus, reference,
+                        labels[-1] if labels else None, turns)
 
 
 def debate_records(db: Session, *, task: str | None = None, since: datetime | None = None,
                    until: datetime | None = None, society_versions: Sequence[int] | None = None,
-                   limit: int = 100_000) -> list[DebateRecord]:
-    """Completed user debates (with turns and labels) for curation, oldest first."""
+                   limit: int = 100_000, trusted_labels_only: bool = False
+                   ) -> list[DebateRecord]:
+    """Completed user debates (with turns and labels) for curation, oldest first.
+
+    With `trusted_labels_only`, feedback and reference answers count only when the key that
+    gave them holds `label` or `admin` (or none: auth disabled); others' labels are dropped.
+    """
     query = select(Debate).where(Debate.status == DebateStatus.COMPLETED,
                                  Debate.source.in_(TRAINING_SOURCES)).options(
         selectinload(Debate.responses), selectinload(Debate.feedback))
@@ -154,8 +172,9 @@ def debate_records(db: Session, *, task: str | None = None, since: datetime | No
         query = query.where(Debate.created_at < until)
     if society_versions:
         query = query.where(Debate.society_version.in_(list(society_versions)))
+    trusted = trusted_labellers(db) if trusted_labels_only else None
     rows = db.scalars(query.order_by(Debate.created_at).limit(limit))
-    return [_record(d) for d in rows]
+    return [_record(d, trusted) for d in rows]
 
 
 def record_curation(db: Session, *, run_id: uuid.UUID, stats: dict[str, Any]) -> TrainingRun:

@@ -19,7 +19,7 @@ from services.gateway.console.auth import PostDep, SessionDep
 from services.gateway.console.pages import PREFIX, filled, fragment, render
 from services.gateway.console.stream import Hub, debate_events, drive
 from services.gateway.debates import build_request
-from services.gateway.deps import DebateServiceDep, SettingsDep, StoreDep
+from services.gateway.deps import DebateServiceDep, LimiterDep, SettingsDep, StoreDep
 from services.gateway.routes.debates import parse_id
 from services.gateway.schemas import DebateCreate
 
@@ -41,7 +41,7 @@ async def ask_form(request: Request, session: SessionDep, settings: SettingsDep)
 
 @router.post("/ask")
 async def ask(request: Request, session: PostDep, settings: SettingsDep,
-              service: DebateServiceDep) -> Response:
+              service: DebateServiceDep, limiter: LimiterDep) -> Response:
     """Start a debate (validated like POST /v1/debates) and open its page, which streams it."""
     values = filled(dict(await request.form()))
     values["summarize"] = "summarize" in values
@@ -56,9 +56,12 @@ async def ask(request: Request, session: PostDep, settings: SettingsDep,
         rounds=body.rounds, summarize=body.summarize, temperature=body.temperature,
         top_p=body.top_p, max_tokens=body.max_tokens, reference_answer=body.reference_answer,
         source="console", api_key_id=session.principal.key_id)
-    debate_id, roster = await service.start(debate_request)
+    if session.principal.key_id is not None:  # the API's limits apply to the console too
+        await limiter.hit("debates", str(session.principal.key_id),
+                          settings.debate_rate_limit_per_minute)
+    debate_id, roster, release = await service.open(debate_request)
     operations.spawn(request.app.state.jobs,
-                     drive(service, debate_request, debate_id, roster, _hub(request)))
+                     drive(service, debate_request, debate_id, roster, _hub(request), release))
     return RedirectResponse(f"{PREFIX}/debates/{debate_id}", status_code=303)
 
 
@@ -87,6 +90,7 @@ async def debate_list(request: Request, session: SessionDep, store: StoreDep,
     try:
         where = _filter(params)
         page, next_cursor = await store.call(crud.list_debates, where=where, cursor=cursor,
+                                             owner=session.principal.owner,
                                              limit=PAGE)
     except ValueError as exc:
         return render(request, "error.html", session, status=422, message=f"filter: {exc}")
@@ -94,8 +98,8 @@ async def debate_list(request: Request, session: SessionDep, store: StoreDep,
                   params=params, tasks=task_names())
 
 
-def _detail(db: Session, *, debate_id: uuid.UUID) -> dict[str, Any]:
-    debate = crud.get_debate(db, debate_id=debate_id)
+def _detail(db: Session, *, debate_id: uuid.UUID, owner: uuid.UUID | None) -> dict[str, Any]:
+    debate = crud.get_debate(db, debate_id=debate_id, owner=owner)
     outcomes = crud.outcomes_of_debate(db, debate_id=debate_id)
     grid = views.rounds(debate)
     views.attach_outcomes(grid, outcomes)
@@ -108,7 +112,8 @@ async def debate_page(request: Request, debate_id: str, session: SessionDep,
                       store: StoreDep) -> Response:
     """One debate: a round x agent grid (streamed while it runs), the votes, the outcome,
     feedback, and what each training run made of each response."""
-    context = await store.call(_detail, debate_id=parse_id(debate_id))
+    context = await store.call(_detail, debate_id=parse_id(debate_id),
+                               owner=session.principal.owner)
     return render(request, "debate.html", session, **context)
 
 
@@ -119,7 +124,8 @@ async def debate_stream(request: Request, debate_id: str, session: SessionDep,
     def render_fragment(name: str, context: dict[str, Any]) -> str:
         return fragment(name, session, outcome_text=views.OUTCOMES, streamed=True, **context)
 
-    events = debate_events(request, store, _hub(request), parse_id(debate_id), render_fragment)
+    events = debate_events(request, store, _hub(request), parse_id(debate_id), render_fragment,
+                           owner=session.principal.owner)
     return StreamingResponse(events, media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
@@ -131,5 +137,6 @@ async def feedback(debate_id: str, session: PostDep, store: StoreDep,
     """Store the correct answer (as POST /v1/debates/{id}/feedback does)."""
     await operations.record_feedback(store, debate_id=parse_id(debate_id),
                                      correct_answer=correct_answer, note=note or None,
-                                     api_key_id=session.principal.key_id)
+                                     api_key_id=session.principal.key_id,
+                                     owner=session.principal.owner)
     return RedirectResponse(f"{PREFIX}/debates/{debate_id}#feedback", status_code=303)

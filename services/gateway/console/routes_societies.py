@@ -3,6 +3,7 @@ activation and rollback with a confirmation."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -55,10 +56,10 @@ def charts(rows: list[views.SocietyView]) -> list[Markup]:
     return out
 
 
-def _overview(db: Session, *, admin: bool) -> dict[str, Any]:
+def _overview(db: Session, *, admin: bool, owner: uuid.UUID | None) -> dict[str, Any]:
     day = crud.DebateFilter(status=DebateStatus.FAILED, since=utcnow() - timedelta(days=1))
-    failed, _ = crud.list_debates(db, where=day, limit=10)
-    recent, _ = crud.list_debates(db, limit=10)
+    failed, _ = crud.list_debates(db, where=day, limit=10, owner=owner)
+    recent, _ = crud.list_debates(db, limit=10, owner=owner)
     context: dict[str, Any] = {"failed_debates": failed, "recent": recent}
     if admin:
         context.update(_societies(db))
@@ -75,7 +76,7 @@ def _overview(db: Session, *, admin: bool) -> dict[str, Any]:
 @router.get("", response_class=HTMLResponse)
 async def overview(request: Request, session: SessionDep, store: StoreDep) -> Response:
     """Failures and regressions first, then recent debates and the charts."""
-    context = await store.call(_overview, admin=session.admin)
+    context = await store.call(_overview, admin=session.admin, owner=session.principal.owner)
     if session.admin:
         context["charts"] = charts(context["societies"])
     return render(request, "overview.html", session, **context)

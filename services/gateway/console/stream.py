@@ -63,8 +63,9 @@ class _Announce(DebateListener):
 
 
 async def drive(service: DebateService, request: DebateRequest, debate_id: uuid.UUID,
-                roster: Roster, hub: Hub) -> None:
-    """Run a started debate to its end in the background, announcing each round."""
+                roster: Roster, hub: Hub, release: Callable[[], None]) -> None:
+    """Run an admitted debate to its end in the background, announcing each round; then give
+    its admission slot back."""
     try:
         await service.run(request, debate_id, roster, listener=_Announce(hub, debate_id))
     except DebateFailedError:
@@ -72,6 +73,7 @@ async def drive(service: DebateService, request: DebateRequest, debate_id: uuid.
     except Exception:  # nobody awaits this task: say what happened
         log.exception("console debate %s crashed", debate_id)
     finally:
+        release()
         hub.notify(debate_id)
 
 
@@ -86,13 +88,14 @@ Renderer = Callable[[str, dict[str, Any]], str]
 
 
 async def debate_events(request: Request, store: Store, hub: Hub, debate_id: uuid.UUID,
-                        render: Renderer) -> AsyncIterator[str]:
+                        render: Renderer, owner: uuid.UUID | None) -> AsyncIterator[str]:
     """`round` events as rounds complete, then one `done` event with the outcome."""
     sent = int(request.headers.get("Last-Event-ID") or 0)  # a reconnecting browser has these
     with hub.watch(debate_id) as changed:
         while not await request.is_disconnected():
             changed.clear()
-            debate: Debate = await store.call(crud.get_debate, debate_id=debate_id)
+            debate: Debate = await store.call(crud.get_debate, debate_id=debate_id,
+                                              owner=owner)
             live = views.running(debate)
             for row in views.rounds(debate, complete_only=live)[sent:]:
                 yield event("round", render("_round.html", {"debate": debate, "round": row}),

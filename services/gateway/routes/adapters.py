@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from services.gateway import operations
 from services.gateway.deps import AdminPrincipal, InferenceDep, StoreDep
 from services.gateway.schemas import ErrorOut, SocietyList
 
 router = APIRouter(prefix="/v1", tags=["adapters"])
+MAX_VERSION = 2**31 - 1  # societies.version is a 32-bit INTEGER column
 
 
 @router.get("/adapters", response_model=SocietyList)
@@ -18,9 +21,10 @@ async def list_adapters(_: AdminPrincipal, store: StoreDep) -> SocietyList:
 
 
 @router.post("/societies/{version}/activate", response_model=SocietyList,
-             responses={c: {"model": ErrorOut} for c in (404, 409, 503)})
-async def activate(version: int, _: AdminPrincipal, store: StoreDep, inference: InferenceDep,
-                   force: bool = False) -> SocietyList:
+             responses={c: {"model": ErrorOut} for c in (404, 409, 422, 503)})
+async def activate(version: Annotated[int, Path(ge=0, le=MAX_VERSION)], _: AdminPrincipal,
+                   store: StoreDep, inference: InferenceDep, force: bool = False
+                   ) -> SocietyList:
     """Make society `version` serve debates (rollback = activate an earlier one).
 
     Every adapter must load on the inference server first; a broken society is never activated.

@@ -18,6 +18,7 @@ from maft.enums import Role
 from maft.exceptions import DebateFailedError, NotFoundError
 from maft.voting import Vote
 from services.gateway import views
+from services.gateway.admission import Release, cancel_on_disconnect, while_connected
 from services.gateway.chat_schemas import (
     ChatChoice,
     ChatRequest,
@@ -26,7 +27,7 @@ from services.gateway.chat_schemas import (
     ModelList,
 )
 from services.gateway.debates import DebateRequest, build_request
-from services.gateway.deps import DebateServiceDep, QueryPrincipal, SettingsDep
+from services.gateway.deps import DebateServiceDep, LimiterDep, QueryPrincipal, SettingsDep
 from services.gateway.errors import inference_status
 from services.gateway.operations import spawn
 from services.gateway.presets import presets
@@ -89,17 +90,28 @@ def _usage(debate: Debate) -> dict[str, int]:
 
 
 @router.post("/chat/completions", response_model=ChatResponse,
-             responses={c: {"model": ErrorOut} for c in (401, 404, 422, 503, 504)})
+             responses={c: {"model": ErrorOut} for c in (401, 404, 422, 429, 503, 504)})
 async def chat_completions(body: ChatRequest, request: Request, principal: QueryPrincipal,
-                           settings: SettingsDep, service: DebateServiceDep) -> Any:
-    """The last user message is the question; the debate's answer is the assistant message."""
+                           settings: SettingsDep, service: DebateServiceDep,
+                           limiter: LimiterDep) -> Any:
+    """The last user message is the question; the debate's answer is the assistant message.
+
+    Admission, rate limits and disconnects as for POST /v1/debates; a streamed debate is
+    cancelled (and stored failed) when its client goes away.
+    """
+    if principal.key_id is not None:
+        await limiter.hit("debates", str(principal.key_id),
+                          settings.debate_rate_limit_per_minute)
     debate_request = _request(body, settings, principal)
-    debate_id, roster = await service.start(debate_request)
     if body.stream:
+        debate_id, roster, release = await while_connected(request.receive,
+                                                           service.open(debate_request))
         stream = _Stream(body.model, debate_id)
-        spawn(request.app.state.jobs, stream.drive(service, debate_request, roster))
-        return StreamingResponse(stream.events(), media_type="text/event-stream")
-    debate = await service.run(debate_request, debate_id, roster)
+        job = spawn(request.app.state.jobs,
+                    stream.drive(service, debate_request, roster, release))
+        cancel_on_disconnect(request.receive, job)
+        return StreamingResponse(stream.events(job), media_type="text/event-stream")
+    debate = await while_connected(request.receive, service.serve(debate_request))
     return ChatResponse(id=f"chatcmpl-{debate.id}", created=int(debate.created_at.timestamp()),
                         model=body.model, usage=_usage(debate), maft=_maft(debate),
                         choices=[ChatChoice(message={"role": "assistant",
@@ -131,8 +143,9 @@ class _Stream(DebateListener):
                              "answer": t.answer} for t in turns]}
         await self.queue.put(self.chunk({"reasoning_content": text}, maft=info))
 
-    async def drive(self, service: DebateServiceDep, request: DebateRequest, roster: Any) -> None:
-        """Run the debate to the end (even if the client goes away) and close the stream."""
+    async def drive(self, service: DebateServiceDep, request: DebateRequest, roster: Any,
+                    release: Release) -> None:
+        """Run the debate (holding its slot) and close the stream."""
         try:
             debate = await service.run(request, self.debate_id, roster, listener=self)
         except DebateFailedError as exc:
@@ -143,11 +156,15 @@ class _Stream(DebateListener):
             await self.queue.put(self.chunk({"content": answer_text(debate)}))
             await self.queue.put(self.chunk({}, "stop", usage=_usage(debate), maft=_maft(debate)))
         finally:
+            release()
             await self.queue.put(None)
 
-    async def events(self) -> AsyncIterator[str]:
-        """The SSE body."""
-        yield f"data: {json.dumps(self.chunk({'role': 'assistant', 'content': ''}))}\n\n"
-        while (event := await self.queue.get()) is not None:
-            yield f"data: {json.dumps(event)}\n\n"
-        yield "data: [DONE]\n\n"
+    async def events(self, job: asyncio.Task[None]) -> AsyncIterator[str]:
+        """The SSE body; if the client goes away first, the debate is cancelled."""
+        try:
+            yield f"data: {json.dumps(self.chunk({'role': 'assistant', 'content': ''}))}\n\n"
+            while (event := await self.queue.get()) is not None:
+                yield f"data: {json.dumps(event)}\n\n"
+            yield "data: [DONE]\n\n"
+        finally:
+            job.cancel()  # no-op once the debate has ended

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
 
 from maft.db import crud
+from maft.enums import RunStatus
 from maft.exceptions import NotFoundError
 from maft.run_options import RunOptions
 from services.gateway import operations
@@ -44,7 +45,8 @@ async def get_run(run_id: str, _: AdminPrincipal, store: StoreDep) -> TrainingRu
 @router.get("", response_model=TrainingRunPage)
 async def list_runs(_: AdminPrincipal, store: StoreDep,
                     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-                    status_: Annotated[str | None, Query(alias="status")] = None
+                    status_: Annotated[str | None, Query(
+                        alias="status", pattern="^(" + "|".join(RunStatus) + ")$")] = None
                     ) -> dict[str, Any]:
     """Runs, newest first."""
     rows = await store.call(crud.list_runs, limit=limit, status=status_)

@@ -58,13 +58,14 @@ def curation_config(settings: TrainerSettings, options: RunOptions) -> CurationC
                           seed=options.seed)
 
 
-def _load(db: Session, *, run_id: uuid.UUID, options: RunOptions, holdout: bool
-          ) -> tuple[list[DebateRecord], Society]:
+def _load(db: Session, *, run_id: uuid.UUID, options: RunOptions, holdout: bool,
+          trusted_only: bool) -> tuple[list[DebateRecord], Society]:
     run = crud.get_run(db, run_id=run_id)
     base = crud.get_society(db, version=run.base_society_version or 0)
     records = crud.debate_records(db, task=options.task, since=options.since,
                                   until=options.until,
-                                  society_versions=options.society_versions or [base.version])
+                                  society_versions=options.society_versions or [base.version],
+                                  trusted_labels_only=trusted_only)
     if holdout:  # the held-out evaluation questions are never trained on
         records = [r for r in records if split_of(r.question) != "test"]
     return records, base
@@ -99,7 +100,8 @@ def start_run(ctx: TrainerContext, run_id: uuid.UUID) -> list[Next]:
 
 def _curate(ctx: TrainerContext, run_id: uuid.UUID, options: RunOptions) -> list[Next]:
     holdout = (options.eval.task or ctx.settings.eval_task) == "holdout"
-    records, base = ctx.call(_load, run_id=run_id, options=options, holdout=holdout)
+    records, base = ctx.call(_load, run_id=run_id, options=options, holdout=holdout,
+                             trusted_only=ctx.settings.trusted_labels(options.labels_from))
     agents = agents_of(base, options, ctx.settings.default_agents)
     datasets, stats, outcomes = curate_all(records, agents=agents,
                                            config=curation_config(ctx.settings, options))

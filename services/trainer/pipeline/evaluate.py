@@ -51,10 +51,11 @@ class Answers:
         return {k: len(v) for k, v in self.by_society.items()}
 
 
-def _holdout(db: Session, options: RunOptions, size: int) -> EvalSet:
+def _holdout(db: Session, options: RunOptions, size: int, trusted: bool) -> EvalSet:
     task = get_task(options.task or "numeric")
     problems = []
-    for r in crud.debate_records(db, task=task.name, since=options.since, until=options.until):
+    for r in crud.debate_records(db, task=task.name, since=options.since, until=options.until,
+                                 trusted_labels_only=trusted):
         label = r.feedback_answer or r.reference_answer
         if label and split_of(r.question) == "test":
             problems.append(Problem(r.question, label))
@@ -66,7 +67,7 @@ def eval_set(db: Session, *, ctx: TrainerContext, options: RunOptions) -> EvalSe
     s, e = ctx.settings, options.eval
     name, size = e.task or s.eval_task, e.size or s.eval_size
     if name == "holdout":
-        return _holdout(db, options, size)
+        return _holdout(db, options, size, s.trusted_labels(options.labels_from))
     default_opts = s.eval_task_options if name == s.eval_task else {}
     task = get_task(name, **(e.task_options if e.task_options is not None else default_opts))
     return EvalSet(f"task:{name}", task, task.problems(size, seed=s.eval_seed, split="test"))
