@@ -2,8 +2,11 @@
 vs maft's dense kernel (vLLM plugin `maft_cpu_lora`), at concurrency 1 and 8.
 
 The workload is the product's: 3x2 debates (agents N=3, rounds M=2) on the CPU experiment's task
-(arithmetic, 2 terms, '+', operands 0-29) with its response length L=64 tokens. Decoding is
-greedy with ignore_eos, so every response is exactly L tokens and every cell does the same work.
+(arithmetic, 2 terms, '+', operands 0-29) with its response length L=64 tokens and sampling
+(T=0.7, top_p=0.9). With ignore_eos every response is exactly L tokens, so every cell does the
+same work. Sampling matters: under greedy decoding the three agents of a debate write the same
+answer, round 2's three critic prompts are then identical, and vLLM's prefix cache (keyed by
+adapter) shares them for the base model and a one-adapter society but not across six adapters.
 
 For each kernel, one vLLM server started by the product's launcher (`python -m services.inference
 serve`, product defaults, MAFT_CPU_LORA_KERNEL=stock|dense; one server at a time, same build;
@@ -11,8 +14,8 @@ serve`, product defaults, MAFT_CPU_LORA_KERNEL=stock|dense; one server at a time
   base  every agent the base model (on the LoRA-enabled server);
   one   all six roles one adapter (single-agent finetuning);
   six   six different adapters (MAFT: 3 generators, 3 critics).
-Adapters are PEFT-default rank-8 q/k/v/o LoRAs (B = 0: the base model's text, so every society
-generates the same tokens, while the LoRA math runs in full).
+Adapters are PEFT-default rank-8 q/k/v/o LoRAs (B = 0: the base model's output distribution,
+while the LoRA math runs in full).
 
 Per cell (kernel x society x concurrency c): c debates in flight at once, `--reps` repetitions,
 societies interleaved within a repetition (order rotating). Completion tok/s = completion tokens
@@ -33,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -47,14 +49,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h
 
-from maft.adapter_store import AdapterStore
+from maft.adapter_store import AdapterStore, lora_name_for
 from maft.debate import DebateConfig, Roster, run_debate
 from maft.inference_client import InferenceClient, Sampling
+from maft.processes import Child, clean_env, free_port, http_ok, inference_argv
 from maft.tasks import get_task
 
 SERVED_NAME = "SmolLM2-135M-Instruct"
@@ -67,11 +68,6 @@ TARGETS = {"one": {"tok_s_ratio": 0.85}, "six": {"tok_s_ratio": 0.8, "debate_rat
 TASK_OPTIONS = {"terms": 2, "pattern": "+", "low": 0, "high": 30}
 
 
-def log(message: str) -> None:
-    """Progress on stderr (the table goes to stdout)."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def uptime() -> str:
     """`uptime`'s line (load averages), as the other benchmarks report it."""
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -79,12 +75,11 @@ def uptime() -> str:
 
 @dataclass
 class Server:
-    """One `python -m services.inference serve` process group."""
+    """One inference service (`python -m services.inference serve`) with a kernel setting."""
 
     kernel: str
-    proc: subprocess.Popen[bytes]
+    child: Child
     url: str
-    log_path: Path
     startup_s: float = 0.0
 
     @classmethod
@@ -92,66 +87,37 @@ class Server:
               timeout: float = 900) -> Server:
         """Launch with product defaults plus the kernel (and dtype); wait for GET /health
         (with torch.compile the first start compiles: minutes)."""
-        port = h.free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAFT_")}
-        env.update(MAFT_MODEL_PATH=str(model), MAFT_ADAPTER_STORE=str(store),
-                   MAFT_BASE_MODEL_NAME=SERVED_NAME, MAFT_HOST="127.0.0.1", MAFT_PORT=str(port),
-                   PYTHONUNBUFFERED="1", **KERNELS[kernel])
-        if dtype:
-            env["MAFT_DTYPE"] = dtype
-        log_path = store.parent / f"vllm-{kernel}.log"
-        with log_path.open("wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "services.inference", "serve"],
-                                    cwd=h.REPO_ROOT, env=env, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        server = cls(kernel, proc, f"http://127.0.0.1:{port}", log_path)
-        server.wait_healthy(timeout)
-        return server
-
-    def wait_healthy(self, timeout: float) -> None:
-        """Poll /health; raise with the log's tail if vLLM exits or never answers."""
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"vLLM exited {self.proc.returncode}:\n{self.tail()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
-                    self.startup_s = time.monotonic() - start
-                    return
-            time.sleep(1)
-        self.stop()
-        raise RuntimeError(f"vLLM not healthy after {timeout:.0f} s:\n{self.tail()}")
-
-    def tail(self, lines: int = 40) -> str:
-        """The end of the server log."""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        port = free_port()
+        settings: dict[str, object] = dict(model_path=model, adapter_store=store, port=port,
+                                           base_model_name=SERVED_NAME, host="127.0.0.1")
+        env = clean_env(**settings, **({"dtype": dtype} if dtype else {}))
+        env.update(PYTHONUNBUFFERED="1", **KERNELS[kernel])
+        child = Child(f"vllm ({kernel})", inference_argv(), env,
+                      store.parent / f"vllm-{kernel}.log").start()
+        url = f"http://127.0.0.1:{port}"
+        try:
+            startup = child.wait_until(lambda: http_ok(f"{url}/health"), timeout)
+        except Exception:
+            child.stop()
+            raise
+        return cls(kernel, child, url, startup)
 
     def facts(self) -> dict[str, Any]:
         """What the log says the server runs: LoRA wrapper class and dtype."""
-        text = self.log_path.read_text(errors="replace")
+        text = self.child.log.read_text(errors="replace")
         wrapper = re.search(r"Using (PunicaWrapper\w+)\.", text)
         dtype = re.search(r"'dtype': '(\w+)'", text)
         return {"kernel": self.kernel, "startup_s": self.startup_s,
                 "punica_wrapper": wrapper.group(1) if wrapper else None,
                 "dtype": dtype.group(1) if dtype else None}
 
-    def stop(self) -> None:
-        """SIGTERM the process group; SIGKILL it if still alive after 30 s."""
-        if self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
 
 def publish_society(store: Path, model: Path) -> dict[str, Roster]:
-    """Six copies of the no-op adapter under distinct names, and the three rosters."""
+    """Six copies of the no-op adapter under a society's names (the resolver serves only
+    those), and the three rosters."""
     src, adapters = h.noop_lora(model), AdapterStore(store)
-    gens = tuple(f"bench-gen-{i}@v1" for i in range(3))
-    crits = tuple(f"bench-crit-{i}@v1" for i in range(3))
+    gens = tuple(lora_name_for("generator", i, 1) for i in range(3))
+    crits = tuple(lora_name_for("critic", i, 1) for i in range(3))
     for name in gens + crits:
         adapters.publish_if_absent(src, name, base_model_path=str(model), max_rank=h.MAX_RANK)
     return {"base": Roster.base(SERVED_NAME, 3, 0),
@@ -183,7 +149,8 @@ async def measure_server(server: Server, rosters: dict[str, Roster], args: argpa
                          questions: list[str], report: dict[str, Any]) -> None:
     """Every society x concurrency cell on one server into report["cells"]."""
     config = DebateConfig(agents=3, rounds=2, sampling=Sampling(
-        temperature=0.0, top_p=1.0, max_tokens=args.max_tokens, extra={"ignore_eos": True}))
+        temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
+        extra={"ignore_eos": True}))
     client = InferenceClient(server.url, timeout=3600)
     try:
         for society in SOCIETIES:  # warm-up: loads the adapters; not timed
@@ -197,7 +164,7 @@ async def measure_server(server: Server, rosters: dict[str, Roster], args: argpa
                 for society in order:
                     batches[society].append(await debate_batch(client, rosters[society], qs,
                                                                config))
-                log(f"  {server.kernel} c={c} rep {rep + 1}/{args.reps}: " + ", ".join(
+                h.log(f"  {server.kernel} c={c} rep {rep + 1}/{args.reps}: " + ", ".join(
                     f"{s} {batches[s][-1]['wall_s']:.1f} s" for s in SOCIETIES))
             others = h.others_cpu_share(cpu, h.cpu_snapshot())
             for society in SOCIETIES:
@@ -279,6 +246,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: --reps 1 --max-tokens 32")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per cell")
     p.add_argument("--max-tokens", type=int, default=64, help="L, tokens per response")
+    p.add_argument("--temperature", type=float, default=0.7, help="the experiment's: 0.7")
+    p.add_argument("--top-p", type=float, default=0.9, help="the experiment's: 0.9")
     p.add_argument("--concurrency", default="1,8", help="debates in flight, comma-separated")
     p.add_argument("--kernels", default="stock,dense",
                    help=f"comma-separated, run in this order: {', '.join(KERNELS)}")
@@ -303,7 +272,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     report: dict[str, Any] = {"uptime_start": uptime(), "servers": [], "cells": [],
                               "task": {"name": "arithmetic", **TASK_OPTIONS}}
-    log(f"load before start: {report['uptime_start']} ({os.cpu_count()} CPUs; other work on "
+    h.log(f"load before start: {report['uptime_start']} ({os.cpu_count()} CPUs; other work on "
         "the machine skews every number)")
     model = h.smollm2_dir(args.model_path)
     questions = [p.question for p in get_task("arithmetic", **TASK_OPTIONS).problems(
@@ -313,23 +282,23 @@ def main() -> None:
         store = Path(tmp) / "adapters"
         rosters = publish_society(store, model)
         for kernel in args.kernels.split(","):
-            log(f"starting vLLM with MAFT_CPU_LORA_KERNEL={kernel}")
+            h.log(f"starting vLLM with MAFT_CPU_LORA_KERNEL={kernel}")
             server = Server.start(kernel, model, store, args.dtype)
             try:
                 facts = server.facts()
                 report["servers"].append(facts)
-                log(f"  ready in {server.startup_s:.0f} s: {facts}")
+                h.log(f"  ready in {server.startup_s:.0f} s: {facts}")
                 expected = "PunicaWrapperCPU" if kernel == "stock" else "PunicaWrapperDenseCPU"
                 if facts["punica_wrapper"] != expected:
                     raise SystemExit(f"{kernel} server runs {facts['punica_wrapper']}")
                 asyncio.run(measure_server(server, rosters, args, questions, report))
             finally:
-                server.stop()
+                server.child.stop()
     report["bench_seconds"] = time.perf_counter() - started
     save(args, report, complete=True)
     print(table(report["cells"]))
     print(f"\nload: start {report['uptime_start']}\n      end   {report['uptime_end']}")
-    log(f"wrote {args.out}")
+    h.log(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
