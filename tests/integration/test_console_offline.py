@@ -33,6 +33,14 @@ def keys(offline_db: sessionmaker[Session]) -> Keys:
     return make_keys(offline_db)
 
 
+def owner(sessions: sessionmaker[Session], plaintext: str) -> uuid.UUID:
+    """The id of an API key, to store debates as asked by it."""
+    with sessions() as db:
+        key = crud.authenticate(db, plaintext=plaintext)
+    assert key is not None
+    return key.id
+
+
 def csrf(html: str) -> str:
     """The CSRF token of the first form on a page."""
     found = TOKEN.search(html)
@@ -130,7 +138,8 @@ async def test_forged_signed_out_and_revoked_sessions_are_refused(
 
 async def test_query_keys_see_debates_only_and_every_post_needs_the_csrf_token(
         settings: GatewaySettings, keys: Keys, offline_db: sessionmaker[Session]) -> None:
-    seed_debate(offline_db, a=2, b=3, answers=[[5, 5, 4], [5, 5, 5]], base="offline-base")
+    seed_debate(offline_db, a=2, b=3, answers=[[5, 5, 4], [5, 5, 5]], base="offline-base",
+                api_key_id=owner(offline_db, keys.query))
     with offline_db() as db:
         debate_id = crud.debate_records(db)[0].id
     async with gateway_client(settings) as client:
@@ -181,9 +190,14 @@ async def test_debate_page_grid_votes_and_what_training_made_of_it(
 
 async def test_debate_filters(settings: GatewaySettings, keys: Keys,
                               offline_db: sessionmaker[Session]) -> None:
+    mine = owner(offline_db, keys.query)
     seed_debate(offline_db, a=1, b=1, answers=[[2, 2, 2], [2, 2, 2]], base="offline-base",
-                feedback="2")
-    seed_debate(offline_db, a=1, b=2, answers=[[3, 3, 4], [3, 3, 4]], base="offline-base")
+                feedback="2", api_key_id=mine)
+    seed_debate(offline_db, a=1, b=2, answers=[[3, 3, 4], [3, 3, 4]], base="offline-base",
+                api_key_id=mine)
+    # Another key's debate: a query key never sees it (admin keys see every debate).
+    seed_debate(offline_db, a=1, b=3, answers=[[4, 4, 4], [4, 4, 4]], base="offline-base",
+                api_key_id=owner(offline_db, keys.admin))
     async with gateway_client(settings) as client:
         await sign_in(client, keys.query)
 

@@ -2,9 +2,11 @@
 service into Postgres, and the trainer's curation reads them back with the labelling rules.
 
 The tiny model is random, so its answers are forced into the task's format with vLLM's
-structured outputs (a regex). Two agents answering 0 or 1 split 1-1 about half the time: those
-debates have no strict majority. A regex that puts letters after the box makes every response
-run into max_tokens: parseable, but cut off.
+structured outputs (a regex). A few free letters before the box make each response's context
+different, so the random weights' preference between 0 and 1 changes from response to response
+(without them one digit can win every time). Two agents answering 0 or 1 then split 1-1 often:
+those debates have no strict majority. A regex that puts letters after the box makes
+every response run into max_tokens: parseable, but cut off.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from tests.fixtures.vllm import VllmServer
 
 pytestmark = pytest.mark.vllm
 TASK = get_task("arithmetic", terms=6, pattern="*****", low=0, high=2)
-COMPLETE = {"structured_outputs": {"regex": r"\\boxed\{[01]\}"}}
+COMPLETE = {"structured_outputs": {"regex": r"[a-z]{3} \\boxed\{[01]\}"}}
 CUT = {"structured_outputs": {"regex": r"\\boxed\{[01]\} [a-z]{40}"}}
 
 
@@ -49,7 +51,7 @@ async def debate_all(sessions: sessionmaker[Session], server: VllmServer, pg_url
                             settings=settings_for(pg_url, server.url, server.served_name,
                                                  adapter_store=server.store.root))
     config = DebateConfig(agents=2, rounds=2, sampling=Sampling(
-        temperature=1.0, top_p=1.0, max_tokens=max_tokens, extra=extra))
+        temperature=2.0, top_p=1.0, max_tokens=max_tokens, extra=extra))
     try:
         for problem in TASK.problems(n, seed=3, split="train"):
             request = DebateRequest(problem.question, TASK, config, None)
@@ -68,7 +70,8 @@ def curated(sessions: sessionmaker[Session], **rules: Any) -> dict[str, Any]:
 
 def test_only_strict_majorities_label_real_debates(
         sessions: sessionmaker[Session], vllm_tiny: VllmServer, pg_url: str) -> None:
-    asyncio.run(debate_all(sessions, vllm_tiny, pg_url, COMPLETE, max_tokens=16))
+    asyncio.run(debate_all(sessions, vllm_tiny, pg_url, COMPLETE, max_tokens=24, n=30))
+    # About a quarter split (measured 2/12 and 4/12): none in 30 has a chance of about 2e-4.
     with sessions() as db:
         records = crud.debate_records(db)
     splits = sum(r.consensus is not None and r.consensus <= 0.5 for r in records)

@@ -57,8 +57,10 @@ async def test_debates_in_flight_during_promotion_all_succeed(
     sessions = make_session_factory(pg_engine)
     keys = make_keys(sessions)
     record_society(sessions, vllm_tiny, SocietyStatus.PROMOTED)
+    # All 16 in flight at once (admission control would otherwise queue or shed some).
     settings = settings_for(pg_url, vllm_tiny.url, vllm_tiny.served_name,
-                            adapter_store=vllm_tiny.store.root, default_max_tokens=32)
+                            adapter_store=vllm_tiny.store.root, default_max_tokens=32,
+                            max_debates_in_flight=16, max_debates_queued=16)
     with LiveServer(settings) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=300, headers={
                 "Authorization": f"Bearer {keys.admin}"}) as client:
